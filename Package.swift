@@ -1,0 +1,65 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "dbgbox",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "dbgbox", targets: ["dbgbox"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // Layer 1: the C library, from Debian's libssh2-1-dev.
+        .systemLibrary(
+            name: "CLibSSH2",
+            pkgConfig: "libssh2",
+            providers: [.apt(["libssh2-1-dev"])]
+        ),
+        // Layer 2: owns libssh2 lifetimes and errors; never prints.
+        .target(
+            name: "SSH",
+            dependencies: ["CLibSSH2"]
+        ),
+        // Layer 3: keys, Dockerfile rendering, container specs, hosts files, side-effect protocols.
+        .target(
+            name: "DbgboxKit",
+            dependencies: [
+                "SSH",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // Layer 4: one file per command.
+        .target(
+            name: "DbgboxCommands",
+            dependencies: [
+                "DbgboxKit",
+                "SSH",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Layer 5: a main of a few lines.
+        .executableTarget(
+            name: "dbgbox",
+            dependencies: ["DbgboxCommands"]
+        ),
+        .testTarget(
+            name: "DbgboxKitTests",
+            dependencies: ["DbgboxKit", "SSH"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["DbgboxKit", "SSH"]
+        ),
+    ]
+)

@@ -1,0 +1,6 @@
+import ArgumentParser
+import DbgboxKit
+
+struct Container: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run, list and remove your dbgbox containers.", subcommands: [])
+}

@@ -1,0 +1,3 @@
+import DbgboxCommands
+
+DbgboxMain.main()

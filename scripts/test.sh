@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (README and .ci/run call this). Sets up what it needs, then runs the unit
+# and integration tests. Under CI=true a missing prerequisite fails the run; it is never skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/bootstrap.sh
+
+# Cluster users are never root: the integration tests run dbgbox as this ordinary user,
+# in the docker group, as on a real node.
+TEST_USER="${DBGBOX_TEST_USER:-dbgtest}"
+if ! id "$TEST_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash "$TEST_USER"
+fi
+getent group docker >/dev/null || groupadd docker
+usermod -aG docker "$TEST_USER"
+
+# Install the binary where the test user can run it, with its templates beside it: this also
+# tests that templates are found from the installed location.
+PREFIX="$(mktemp -d /tmp/dbgbox-test-prefix.XXXXXX)"
+chmod 0755 "$PREFIX"
+bash scripts/install.sh --debug --prefix "$PREFIX"
+
+export DBGBOX_BIN="$PREFIX/bin/dbgbox" DBGBOX_TEST_USER="$TEST_USER"
+export DBGBOX_BASE_IMAGE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}"
+status=0
+swift test "$@" || status=$?
+rm -rf "$PREFIX"
+exit "$status"
