@@ -13,8 +13,9 @@ while [ $# -gt 0 ]; do
     *) echo "install.sh: unknown argument $1 (use --prefix DIR, --debug)" >&2; exit 2 ;;
   esac
 done
-swift build -c "$config" --product dbgbox >&2
-bin="$(swift build -c "$config" --show-bin-path)"
+scratch="${DBGBOX_SCRATCH:-.build}"
+swift build -c "$config" --scratch-path "$scratch" --product dbgbox >&2
+bin="$(swift build -c "$config" --scratch-path "$scratch" --show-bin-path)"
 install -d "$prefix/bin" "$prefix/share/dbgbox/templates"
 install -m 0755 "$bin/dbgbox" "$prefix/bin/dbgbox"
 cp -R templates/. "$prefix/share/dbgbox/templates/"
