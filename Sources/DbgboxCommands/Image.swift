@@ -2,5 +2,8 @@ import ArgumentParser
 import DbgboxKit
 
 struct Image: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Build images that add sshd to a base image.", subcommands: [])
+    static let configuration = CommandConfiguration(
+        abstract: "Build images that add sshd to a base image.",
+        subcommands: [ImageCreate.self]
+    )
 }

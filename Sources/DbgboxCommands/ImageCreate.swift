@@ -1,0 +1,58 @@
+import ArgumentParser
+import DbgboxKit
+import Foundation
+
+/// `dbgbox image create`: renders templates/ into a Dockerfile and builds it with no build context.
+struct ImageCreate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Build an image that adds a key-only sshd for you to a local base image.",
+        discussion: """
+        The Dockerfile goes to `docker build -t NAME -` on stdin: no directory is sent as build context. \
+        The base must exist locally (dbgbox never pulls); its distribution family (apt, dnf, yum, apk) \
+        is found by running it once without network.
+        Example: dbgbox image create --base pytorch/pytorch:latest --name $USER/ssh:latest
+        """
+    )
+
+    @Option(name: .long, help: "The local base image, e.g. ubuntu:22.04.")
+    var base: String
+
+    @Option(name: .long, help: "The image to build (default: $USER/ssh:latest).")
+    var name: String?
+
+    @Option(name: .long, help: "A Mustache file to use instead of templates/Dockerfile.mustache.")
+    var template: String?
+
+    @Option(name: .long, help: "A file of Dockerfile lines (your own RUN steps) added before the final USER/ENTRYPOINT part.")
+    var append: String?
+
+    @Flag(name: .long, help: "Write the Dockerfile to stdout and build nothing.")
+    var print = false
+
+    @Option(name: .long, help: "The base's family (apt, dnf, microdnf, yum, apk); skips looking inside the base, e.g. for --print without docker.")
+    var family: String?
+
+    @OptionGroup var userOptions: UserOptions
+
+    func run() throws {
+        var parsedFamily: DistroFamily?
+        if let family {
+            guard let known = DistroFamily(rawValue: family.lowercased()) else { throw ImageError.invalidFamily(family) }
+            parsedFamily = known
+        }
+        let identity = try userOptions.identity()
+        let request = ImageCreateRequest(base: base, name: name, templatePath: template, appendPath: append,
+                                         family: parsedFamily, identity: identity)
+        let service = ImageService(docker: DockerClient(runner: LocalProcessRunner()))
+        let prepared = try service.prepare(request, requireBase: !print)
+        if print {
+            FileHandle.standardOutput.write(Data(prepared.dockerfile.utf8))
+            return
+        }
+        let stderr = StandardStreamSink(.stderr)
+        stderr.write(Data("dbgbox: building \(prepared.name) for \(identity.name) (\(identity.uid):\(identity.gid)) from \(base), \(prepared.spec.facts.family.rawValue) family\n".utf8))
+        try service.build(prepared, output: stderr)
+        Swift.print(prepared.name)
+    }
+}
