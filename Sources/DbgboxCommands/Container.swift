@@ -1,6 +1,43 @@
 import ArgumentParser
 import DbgboxKit
+import Foundation
 
 struct Container: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run, list and remove your dbgbox containers.", subcommands: [])
+    static let configuration = CommandConfiguration(
+        abstract: "Run, list and remove your dbgbox containers.",
+        subcommands: [ContainerCreate.self, ContainerList.self, ContainerRm.self])
+}
+
+/// The production wiring of the container domain, shared by the container and cleanup commands.
+enum ContainerWiring {
+    static func service() -> ContainerService {
+        ContainerService(docker: DockerClient(runner: LocalProcessRunner()))
+    }
+
+    static func warn(_ message: String) {
+        FileHandle.standardError.write(Data("dbgbox: warning: \(message)\n".utf8))
+    }
+
+    /// Makes a path the user typed absolute (relative to the working directory).
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        if path == "~" || path.hasPrefix("~/") {
+            return (ProcessInfo.processInfo.environment["HOME"] ?? "") + path.dropFirst()
+        }
+        return FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// Quotes an argv word for a POSIX shell when it needs it.
+    static func shellQuote(_ word: String) -> String {
+        let safe = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+        if !word.isEmpty, word.unicodeScalars.allSatisfy(safe.contains) { return word }
+        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    static func printJSON<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        print(String(decoding: data, as: UTF8.self))
+    }
 }

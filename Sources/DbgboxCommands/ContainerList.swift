@@ -1,0 +1,45 @@
+import ArgumentParser
+import DbgboxKit
+import Foundation
+
+struct ContainerList: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List your own dbgbox containers.",
+        discussion: "Example: dbgbox container list --json")
+
+    @Flag(help: "Print a JSON array.")
+    var json = false
+
+    @OptionGroup var userOptions: UserOptions
+
+    func run() throws {
+        let user = try userOptions.identity()
+        let rows = try ContainerWiring.service().list(user: user)
+        if json {
+            try ContainerWiring.printJSON(rows.map {
+                ListRow(name: $0.name, port: $0.port.map(Int.init), status: $0.status,
+                        ttl_left_seconds: $0.secondsLeft, gpus: $0.gpus.isEmpty ? [] : $0.gpus.split(separator: ",").map(String.init))
+            })
+            return
+        }
+        if rows.isEmpty { print("no dbgbox containers of \(user.name)"); return }
+        let table = [["NAME", "PORT", "STATUS", "TTL LEFT", "GPUS"]] + rows.map {
+            [$0.name, $0.port.map(String.init) ?? "-", $0.status,
+             $0.secondsLeft.map { TTL.format(seconds: $0) } ?? "none", $0.gpus.isEmpty ? "none" : $0.gpus]
+        }
+        let widths = (0..<5).map { col in table.map { $0[col].count }.max() ?? 0 }
+        for row in table {
+            print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces))
+        }
+    }
+}
+
+struct ListRow: Encodable {
+    var name: String
+    var port: Int?
+    var status: String
+    var ttl_left_seconds: Int?
+    var gpus: [String]
+}

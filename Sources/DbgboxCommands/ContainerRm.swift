@@ -1,0 +1,26 @@
+import ArgumentParser
+import DbgboxKit
+import Foundation
+
+struct ContainerRm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm",
+        abstract: "Remove your own dbgbox containers and their pinned host keys.",
+        discussion: "Every name is checked before any is removed. Example: dbgbox container rm alice_01234")
+
+    @Argument(help: "Container names.")
+    var names: [String]
+
+    @OptionGroup var userOptions: UserOptions
+
+    func validate() throws {
+        if names.isEmpty { throw ValidationError("name at least one container (see dbgbox container list)") }
+    }
+
+    func run() throws {
+        let user = try userOptions.identity()
+        let removed = try ContainerWiring.service().remove(names: names, user: user,
+                                                           pinnedPath: PinnedHostKeys.defaultPath(home: user.home))
+        for name in removed { print("removed \(name)") }
+    }
+}
