@@ -35,10 +35,11 @@ struct Cleanup: ParsableCommand {
             }
             portNumber = p
         }
+        let home = ContainerWiring.dotHome(user, options: userOptions)
         let report = try ContainerWiring.service().cleanup(
             user: user, container: container, port: portNumber,
-            knownHostsPath: knownHosts.map(ContainerWiring.absolute) ?? "\(user.home)/.ssh/known_hosts",
-            pinnedPath: PinnedHostKeys.defaultPath(home: user.home), dryRun: dryRun)
+            knownHostsPath: knownHosts.map(ContainerWiring.absolute) ?? "\(home)/.ssh/known_hosts",
+            pinnedPath: PinnedHostKeys.defaultPath(home: home), dryRun: dryRun)
         let verb = dryRun ? "would remove" : "removed"
         for name in report.containers { print("\(verb) container \(name)") }
         for alias in report.pinnedAliases { print("\(verb) pinned host key \(alias)") }

@@ -14,6 +14,14 @@ enum ContainerWiring {
         ContainerService(docker: DockerClient(runner: LocalProcessRunner()))
     }
 
+    /// Where the user's dot files live (keys, known_hosts, config): $HOME when acting for yourself,
+    /// as ssh and `dbgbox keygen` do; with --user, that user's passwd home. The container mounts the
+    /// passwd home, which is what the image was built with.
+    static func dotHome(_ user: UserIdentity, options: UserOptions) -> String {
+        if options.user == nil, let home = ProcessInfo.processInfo.environment["HOME"], home.hasPrefix("/") { return home }
+        return user.home
+    }
+
     static func warn(_ message: String) {
         FileHandle.standardError.write(Data("dbgbox: warning: \(message)\n".utf8))
     }

@@ -58,10 +58,11 @@ struct ContainerCreate: ParsableCommand {
         for volume in volumes { mounts.append(try BindMount.parseVolume(volume, fs: fs)) }
         try ContainerSpec.checkMountTargets(mounts, home: user.home)
 
-        let keyPath = key.map(ContainerWiring.absolute) ?? AuthorizedKey.defaultPath(home: user.home)
+        let home = ContainerWiring.dotHome(user, options: userOptions)
+        let keyPath = key.map(ContainerWiring.absolute) ?? AuthorizedKey.defaultPath(home: home)
         let authorized = try AuthorizedKey.load(path: keyPath, fs: fs)
 
-        let config = try DbgboxConfig.load(path: DbgboxConfig.defaultPath(home: user.home), fs: fs)
+        let config = try DbgboxConfig.load(path: DbgboxConfig.defaultPath(home: home), fs: fs)
         let request = try GPURequest.parse(gpu, profiles: config.gpuProfiles)
         let selection = try GPUResolver(profiles: config.gpuProfiles, environment: env, runner: runner, fs: fs)
             .resolve(request, runtime: runtime)
@@ -72,7 +73,7 @@ struct ContainerCreate: ParsableCommand {
             ContainerCreateRequest(user: user, image: image ?? ContainerCreateRequest.defaultImage(for: user),
                                    gpu: selection, port: portRequest, mounts: mounts,
                                    authorizedKeyLine: authorized.line, ttl: ttlValue),
-            pinnedPath: PinnedHostKeys.defaultPath(home: user.home))
+            pinnedPath: PinnedHostKeys.defaultPath(home: home))
 
         let identityFile = keyPath.hasSuffix(".pub") ? String(keyPath.dropLast(4)) : keyPath
         let argv = created.sshCommand(identityFile: identityFile)

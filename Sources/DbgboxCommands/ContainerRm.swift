@@ -20,7 +20,7 @@ struct ContainerRm: ParsableCommand {
     func run() throws {
         let user = try userOptions.identity()
         let removed = try ContainerWiring.service().remove(names: names, user: user,
-                                                           pinnedPath: PinnedHostKeys.defaultPath(home: user.home))
+                                                           pinnedPath: PinnedHostKeys.defaultPath(home: ContainerWiring.dotHome(user, options: userOptions)))
         for name in removed { print("removed \(name)") }
     }
 }
