@@ -137,7 +137,7 @@ public enum DockerfileRenderer {
             ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "_.-".unicodeScalars.contains($0)
         }
         guard nameOK else {
-            throw ImageError.unsupportedIdentity("user name '\(name)' has characters other than letters, digits, '_', '.', '-' (or is longer than 32): run as a user with a portable name, or as root with --user NAME")
+            throw ImageError.unsupportedIdentity("user name \(String(reflecting: name)) has characters other than letters, digits, '_', '.', '-' (or is longer than 32): run as a user with a portable name, or as root with --user NAME")
         }
         guard identity.uid != 0 else {
             throw ImageError.unsupportedIdentity("uid 0 is root: run dbgbox as an ordinary user")
@@ -147,7 +147,7 @@ public enum DockerfileRenderer {
             $0.value < 0x20 || $0.value == 0x7f || ":\"$\\`".unicodeScalars.contains($0)
         }
         guard !badHome else {
-            throw ImageError.unsupportedIdentity("home directory '\(home)' must be an absolute path other than / without ':', quotes, '$', '\\' or control characters: fix the passwd entry")
+            throw ImageError.unsupportedIdentity("home directory \(String(reflecting: home)) must be an absolute path other than / without ':', quotes, '$', '\\' or control characters: fix the passwd entry")
         }
     }
 }

@@ -23,14 +23,19 @@ public enum ImageError: UserFacingError, Equatable {
     /// `docker build` exited non-zero.
     case buildFailed(name: String, exitCode: Int32)
 
+    /// Quoted, with control characters escaped, so a message stays on one line.
+    static func shown(_ text: String) -> String {
+        String(reflecting: text)
+    }
+
     public var description: String {
         switch self {
         case .invalidName(let name, let why):
-            return "image name '\(name)' is not valid (\(why)): use lowercase letters, digits and separators, e.g. alice/ssh:latest"
+            return "image name \(Self.shown(name)) is not valid (\(why)): use lowercase letters, digits and separators, e.g. alice/ssh:latest"
         case .defaultNameInvalid(let user):
             return "user name '\(user)' does not make a valid image name '\(user)/ssh:latest': pass --name, e.g. --name mine/ssh:latest"
         case .invalidBase(let base):
-            return "base image '\(base)' is not a valid image reference: pass --base as NAME[:TAG], e.g. --base ubuntu:22.04"
+            return "base image \(Self.shown(base)) is not a valid image reference: pass --base as NAME[:TAG], e.g. --base ubuntu:22.04"
         case .baseNotFound(let base):
             return "base image \(base) not found: docker pull \(base), or docker images to list local ones"
         case .baseNotInspectable(let base, let why):

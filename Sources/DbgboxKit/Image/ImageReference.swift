@@ -55,7 +55,7 @@ public enum ImageReference {
         if namePart.count > 255 { return "longer than 255 characters" }
         var components = namePart.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         if components.count > 1, let first = components.first,
-           first.contains(".") || first.contains(":") || first == "localhost" || first != first.lowercased() {
+           first.contains(".") || first.contains(":") || first == "localhost" {
             if !matches(first, domain) { return "malformed registry '\(first)'" }
             components.removeFirst()
         }
