@@ -22,6 +22,13 @@ enum ContainerWiring {
         return user.home
     }
 
+    /// Run by root for `--user NAME`, files dbgbox created in that user's home must be theirs.
+    static func giveToUser(_ user: UserIdentity, paths: [String]) {
+        for path in paths where FileManager.default.fileExists(atPath: path) {
+            _ = chown(path, user.uid, user.gid)
+        }
+    }
+
     static func warn(_ message: String) {
         FileHandle.standardError.write(Data("dbgbox: warning: \(message)\n".utf8))
     }

@@ -75,6 +75,7 @@ struct ContainerCreate: ParsableCommand {
                                    authorizedKeyLine: authorized.line, ttl: ttlValue),
             pinnedPath: PinnedHostKeys.defaultPath(home: home))
 
+        if userOptions.user != nil { ContainerWiring.giveToUser(user, paths: ["\(home)/.ssh/dbgbox", created.knownHostsPath]) }
         let identityFile = keyPath.hasSuffix(".pub") ? String(keyPath.dropLast(4)) : keyPath
         let argv = created.sshCommand(identityFile: identityFile)
         let command = argv.map(ContainerWiring.shellQuote).joined(separator: " ")

@@ -101,6 +101,37 @@ final class ContainerServiceTests: XCTestCase {
         XCTAssertEqual(runner.calls.last, ["docker", "rm", "-f", "alice_00005"])
     }
 
+    /// The whole happy path against a scripted docker: ready poll, host key read back and pinned, ssh argv.
+    func testCreatePinsTheHostKeyAndGivesTheSSHCommand() throws {
+        let dir = try containerTempDir(self)
+        let hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPdEnfBREMo2QJpuuo8u1nPTjWmhz7JkePPbU8ppai4I root@c"
+        var polls = 0
+        let runner = ContainerFakeRunner { argv in
+            switch argv[1] {
+            case "image": return ok(Self.imageLabels)
+            case "ps": return ok("")
+            case "run": return ok("id\n")
+            case "container": return ok(#"[{"Id":"id","Name":"/alice_00042","State":{"Status":"running","ExitCode":0},"Config":{"Labels":{}}}]"#)
+            case "exec" where argv.contains("test"):
+                polls += 1
+                return polls < 3 ? fail("") : ok()
+            case "exec": return ok(hostKey + "\n")
+            default: return fail("unexpected \(argv)")
+            }
+        }
+        let pinnedPath = "\(dir)/.ssh/dbgbox/known_hosts"
+        let made = try service(runner, randoms: [42]).create(request(), pinnedPath: pinnedPath)
+        XCTAssertEqual(made.spec.name, "alice_00042")
+        XCTAssertEqual(made.hostKeyFingerprint, "SHA256:6Q+uL7DesvExAVAJx7TDTpyFC4+A6IICXixcAPjCilE") // ssh-keygen -l
+        XCTAssertEqual(try PinnedHostKeys(path: pinnedPath).key(for: "dbgbox-alice_00042")?.fingerprintSHA256, made.hostKeyFingerprint)
+        XCTAssertEqual(made.sshCommand(identityFile: "/home/alice/.ssh/id_dbgbox"), [
+            "ssh", "-p", "24000", "-i", "/home/alice/.ssh/id_dbgbox", "-o", "HostKeyAlias=dbgbox-alice_00042",
+            "-o", "UserKnownHostsFile=\(pinnedPath)", "-o", "StrictHostKeyChecking=yes", "alice@127.0.0.1",
+        ])
+        XCTAssertEqual(polls, 3)
+        XCTAssertFalse(runner.calls.contains { $0[1] == "rm" }, "a good container stays")
+    }
+
     func testRmRefusesOthersAndStrangers() throws {
         let runner = ContainerFakeRunner { argv in
             guard argv[1] == "container" else { return fail("unexpected") }
