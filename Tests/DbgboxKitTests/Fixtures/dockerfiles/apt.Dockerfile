@@ -5,15 +5,16 @@ FROM debian:bookworm
 
 USER root
 
-# openssh-server only: no sudo, so the user has no route to root.
+# openssh-server only: no sudo, so the user has no route to root. Host keys that the package makes
+# are deleted in the same step, so that no layer of the image holds a private key; the entrypoint
+# makes a fresh one per container.
 RUN export DEBIAN_FRONTEND=noninteractive \
  && apt-get update \
  && apt-get install -y --no-install-recommends openssh-server \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*
 
-# Host keys are made per container by the entrypoint, never baked into the image.
 # No motd, so non-interactive logins (PyCharm helpers, sftp) print nothing.
-RUN rm -f /etc/ssh/ssh_host_* /etc/motd \
+RUN rm -f /etc/motd \
  && mkdir -p /etc/dbgbox/authorized_keys /run/sshd \
  && chmod 0755 /etc/dbgbox /etc/dbgbox/authorized_keys
 
