@@ -15,22 +15,22 @@ struct ImageCreate: ParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "The local base image, e.g. ubuntu:22.04.")
+    @Option(name: .long, help: ArgumentHelp("The local base image, e.g. ubuntu:22.04.", valueName: "image"))
     var base: String
 
-    @Option(name: .long, help: "The image to build (default: $USER/ssh:latest).")
+    @Option(name: .long, help: ArgumentHelp("The image to build (default: $USER/ssh:latest).", valueName: "name"))
     var name: String?
 
-    @Option(name: .long, help: "A Mustache file to use instead of templates/Dockerfile.mustache.")
+    @Option(name: .long, help: ArgumentHelp("A Mustache file to use instead of templates/Dockerfile.mustache.", valueName: "file"))
     var template: String?
 
-    @Option(name: .long, help: "A file of Dockerfile lines (your own RUN steps) added before the final USER/ENTRYPOINT part.")
+    @Option(name: .long, help: ArgumentHelp("A file of Dockerfile lines (your own RUN steps) added before the final USER/ENTRYPOINT part.", valueName: "file"))
     var append: String?
 
     @Flag(name: .long, help: "Write the Dockerfile to stdout and build nothing.")
     var print = false
 
-    @Option(name: .long, help: "The base's family (apt, dnf, microdnf, yum, apk); skips looking inside the base, e.g. for --print without docker.")
+    @Option(name: .long, help: ArgumentHelp("The base's family (apt, dnf, microdnf, yum, apk); skips looking inside the base, e.g. for --print without docker.", valueName: "family"))
     var family: String?
 
     @OptionGroup var userOptions: UserOptions

@@ -273,6 +273,13 @@ final class ImageIntegrationTests: XCTestCase {
         XCTAssertEqual(family.exitCode, 0, family.stderrText)
         XCTAssertTrue(family.stdoutText.contains("apk add --no-cache openssh-server openssh-keygen"))
 
+        let template = "\(home)/mine.mustache"
+        try "{{% CONTENT_TYPE: TEXT}}\nFROM {{{base}}}\nLABEL who=\"{{user}} {{uid}}:{{gid}} {{family}}\"\n".write(toFile: template, atomically: true, encoding: .utf8)
+        _ = try IT.runner.run(["chmod", "0644", template])
+        let custom = try IT.dbgbox(["image", "create", "--base", IT.baseImage, "--template", template, "--print", "--family", "apt"], home: home)
+        XCTAssertEqual(custom.exitCode, 0, custom.stderrText)
+        XCTAssertEqual(custom.stdoutText, "FROM \(IT.baseImage)\nLABEL who=\"\(IT.testUser) \(IT.user.uid):\(IT.user.gid) apt\"\n")
+
         let cases: [([String], String)] = [
             (["--base", "dbgbox-it/no-such-base:\(suffix())"], "not found: docker pull"),
             (["--base", IT.baseImage, "--name", "Bad/Name"], "is not valid"),
