@@ -12,6 +12,9 @@ TEST_USER="${DBGBOX_TEST_USER:-dbgtest}"
 if ! id "$TEST_USER" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash "$TEST_USER"
 fi
+# useradd leaves the account locked ("!"), and sshd without PAM refuses even key logins to a
+# locked account; a real cluster user's account is usable, so make this one so too.
+usermod -p '*' "$TEST_USER"
 getent group docker >/dev/null || groupadd docker
 usermod -aG docker "$TEST_USER"
 

@@ -8,7 +8,7 @@ final class TestSSHD {
     let dir: String
     let port: UInt16
     let hostKeyLine: String
-    private let process: Process
+    private let process: ChildProcess
 
     init(user: String, authorizedKeys: String) throws {
         try IT.require(FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd"), "OpenSSH sshd (openssh-server)")
@@ -38,19 +38,16 @@ final class TestSSHD {
 
         """
         try config.write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/sshd")
-        process.arguments = ["-D", "-e", "-f", "\(dir)/sshd_config"]
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
+        process = try ChildProcess(["/usr/sbin/sshd", "-D", "-e", "-f", "\(dir)/sshd_config"],
+                                   stdout: .null, stderr: .file("\(dir)/sshd.log"))
         try waitForListening(port: port, timeout: 10)
     }
 
     deinit { stop() }
 
     func stop() {
-        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        process.signal(SIGTERM)
+        process.wait()
         try? FileManager.default.removeItem(atPath: dir)
     }
 

@@ -75,6 +75,10 @@ public struct LocalFileSystem: FileSystem {
         } else {
             finalMode = 0o600
         }
+        // A rewritten file keeps its owner (matters when root edits a user's file with --user).
+        if stat(path, &st) == 0 && (st.st_uid != geteuid() || st.st_gid != getegid()) {
+            _ = fchown(fd, st.st_uid, st.st_gid)
+        }
         if fchmod(fd, finalMode) != 0 { close(fd); throw FileSystemError.io(path: tmp, operation: "chmod", errno: errno) }
         let written = data.withUnsafeBytes { buf -> Bool in
             var offset = 0

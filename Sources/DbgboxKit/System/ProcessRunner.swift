@@ -29,8 +29,8 @@ public protocol OutputSink: Sendable {
 public protocol ProcessRunner: Sendable {
     /// Runs `argv` to completion with `input` on its stdin, capturing stdout and stderr.
     func run(_ argv: [String], input: Data?) throws -> ProcessResult
-    /// Runs `argv`, passing its output to `sink` live; stdout is still captured and returned,
-    /// stderr goes to the sink only.
+    /// Runs `argv`, passing its stdout and stderr to `sink` live as they arrive; both are also
+    /// captured in the result (so errors can quote the program's own words).
     func stream(_ argv: [String], input: Data?, to sink: OutputSink) throws -> ProcessResult
 }
 
@@ -94,66 +94,54 @@ public struct LocalProcessRunner: ProcessRunner {
         try execute(argv, input: input, sink: sink)
     }
 
+    /// Writing to a pipe whose reader has gone must give EPIPE, not kill dbgbox.
+    private static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
+
     private func execute(_ argv: [String], input: Data?, sink: OutputSink?) throws -> ProcessResult {
-        precondition(!argv.isEmpty, "empty argv")
-        guard let exe = Self.resolve(argv[0]) else { throw ProcessError.notFound(argv[0]) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: exe)
-        process.arguments = Array(argv.dropFirst())
-        if let environment { process.environment = environment }
-
-        let outPipe = Pipe()
-        let errPipe = Pipe()
-        process.standardOutput = outPipe
-        process.standardError = errPipe
-        let inPipe: Pipe? = input == nil ? nil : Pipe()
-        if let inPipe { process.standardInput = inPipe } else { process.standardInput = FileHandle.nullDevice }
-
-        let collected = Collected()
-        let group = DispatchGroup()
-        func drain(_ handle: FileHandle, isStdout: Bool) {
-            group.enter()
-            DispatchQueue.global().async {
-                while true {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { break }
-                    collected.append(chunk, isStdout: isStdout)
-                    if let sink { sink.write(chunk) }
+        Self.ignoreSIGPIPE
+        let child = try ChildProcess(argv, environment: environment, stdin: input == nil ? .null : .pipe)
+        var out = Data()
+        var err = Data()
+        var pending = input ?? Data()
+        var offset = 0
+        if let fd = child.stdinFD {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            if pending.isEmpty { child.closeStdin() }
+        }
+        var openReaders: [Int32] = [child.stdoutFD, child.stderrFD].compactMap { $0 }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !openReaders.isEmpty || child.stdinFD != nil {
+            var fds = openReaders.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if let fd = child.stdinFD { fds.append(pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)) }
+            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+                if errno == EINTR { continue }
+                throw ProcessError.launchFailed(argv[0], "poll: \(String(cString: strerror(errno)))")
+            }
+            for p in fds where p.revents != 0 {
+                if p.fd == child.stdinFD {
+                    let n = pending.withUnsafeBytes { raw in
+                        Glibc.write(p.fd, raw.baseAddress! + offset, min(raw.count - offset, 65536))
+                    }
+                    if n > 0 { offset += n }
+                    // EPIPE: the program exited without reading all of its input; that is its business.
+                    if offset >= pending.count || (n < 0 && errno != EAGAIN && errno != EINTR) {
+                        child.closeStdin()
+                        pending = Data()
+                    }
+                    continue
                 }
-                group.leave()
+                let n = read(p.fd, &buffer, buffer.count)
+                if n > 0 {
+                    let chunk = Data(buffer[0..<n])
+                    if p.fd == child.stdoutFD { out.append(chunk) } else { err.append(chunk) }
+                    if let sink { sink.write(chunk) }
+                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                    openReaders.removeAll { $0 == p.fd }
+                }
             }
         }
-        do {
-            try process.run()
-        } catch {
-            throw ProcessError.launchFailed(argv[0], "\(error.localizedDescription)")
-        }
-        drain(outPipe.fileHandleForReading, isStdout: true)
-        drain(errPipe.fileHandleForReading, isStdout: false)
-        if let inPipe, let input {
-            // A program that exits without reading all of stdin must not kill us with SIGPIPE.
-            signal(SIGPIPE, SIG_IGN)
-            try? inPipe.fileHandleForWriting.write(contentsOf: input)
-            try? inPipe.fileHandleForWriting.close()
-        }
-        process.waitUntilExit()
-        group.wait()
-        let (out, err) = collected.snapshot()
-        let code: Int32 = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        let code = child.wait()
         return ProcessResult(exitCode: code, stdout: out, stderr: err)
     }
 }
 
-private final class Collected: @unchecked Sendable {
-    private let lock = NSLock()
-    private var out = Data()
-    private var err = Data()
-    func append(_ data: Data, isStdout: Bool) {
-        lock.lock(); defer { lock.unlock() }
-        if isStdout { out.append(data) } else { err.append(data) }
-    }
-    func snapshot() -> (Data, Data) {
-        lock.lock(); defer { lock.unlock() }
-        return (out, err)
-    }
-}
