@@ -27,6 +27,18 @@ bash scripts/install.sh --debug --prefix "$PREFIX"
 export DBGBOX_BIN="$PREFIX/bin/dbgbox" DBGBOX_TEST_USER="$TEST_USER"
 export DBGBOX_BASE_IMAGE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}"
 status=0
-swift test "$@" || status=$?
+log="$(mktemp /tmp/dbgbox-test-log.XXXXXX)"
+# XCTest only (there are no Swift Testing tests); its output is kept for the summary line.
+swift test --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
 rm -rf "$PREFIX"
+# One plain closing line: N passed, N failed, counted from XCTest's per-test results.
+passed="$(grep -cE "^Test Case '.*' passed" "$log" || true)"
+failed="$(grep -cE "^Test Case '.*' failed" "$log" || true)"
+skipped="$(grep -cE "^Test Case '.*' skipped" "$log" || true)"
+rm -f "$log"
+if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
+  echo "tests: no test ran" >&2
+  status=1
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$status"
