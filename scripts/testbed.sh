@@ -1,0 +1,528 @@
+#!/usr/bin/env bash
+# The chained-tunnel testbed: three "hosts" on this machine, each with its own OpenSSH sshd.
+#
+#   laptop (netns dbgbox-laptop)  --veth-->  login (netns dbgbox-login)  --veth-->  node (root netns)
+#   198.18.1.1/24                            198.18.1.2/24 | 198.18.2.2/24          198.18.2.1/24
+#
+# - laptop reaches only login (one connected /24, no default route);
+# - login reaches laptop and node, and does not forward between them (ip_forward=0 there);
+# - node is the root namespace, where dockerd runs and containers publish on 127.0.0.1:PORT.
+#   Its sshd listens only on 198.18.2.1:22, which only login can reach.
+# All addresses are in 198.18.0.0/15 (RFC 2544 benchmarking) and exist only on these veths.
+#
+# Usage (root):
+#   scripts/testbed.sh up        bring everything up (idempotent: repairs what is missing), print env
+#   scripts/testbed.sh env       print the env of a running testbed (KEY=value lines, shell-sourceable)
+#   scripts/testbed.sh status    print what is up; exit 0 when all of it is
+#   scripts/testbed.sh down      remove everything up added (safe when nothing is up)
+#   scripts/testbed.sh link down|up          set the laptop-side veth down / up
+#   scripts/testbed.sh kill-login-sessions   kill login sshd's per-connection processes, keep its listener
+#
+# The test user (DBGBOX_TEST_USER, default dbgtest) gets ed25519/RSA/"wrong" keys in the state dir
+# (DBGBOX_TESTBED_DIR, default /run/dbgbox-testbed). For `--node-via exec` (login runs
+# `ssh -W NODE:22 NODE` as the user, whose home login shares) a marked Host block for the node address
+# is put at the top of the user's ~/.ssh/config; `down` removes exactly those bytes.
+#
+# Use from a shell: eval "$(sudo scripts/testbed.sh up)"   (or: set -a; . /run/dbgbox-testbed/env; set +a)
+set -euo pipefail
+
+LAPTOP_NS=dbgbox-laptop
+LOGIN_NS=dbgbox-login
+LAPTOP_IF=dbgbox-lap0     # in laptop, peer of LOGIN_IF_L
+LOGIN_IF_L=dbgbox-lin0    # in login, facing laptop
+LOGIN_IF_N=dbgbox-lin1    # in login, facing node
+NODE_IF=dbgbox-node0      # in the root ns, facing login
+LAPTOP_ADDR=198.18.1.1
+LOGIN_ADDR=198.18.1.2     # login as the laptop sees it
+LOGIN_NODE_SIDE_ADDR=198.18.2.2
+NODE_ADDR=198.18.2.1      # node as login sees it
+PREFIX_LEN=24
+LOGIN_PORT=22
+NODE_PORT=22
+
+STATE="${DBGBOX_TESTBED_DIR:-/run/dbgbox-testbed}"
+TB_USER="${DBGBOX_TEST_USER:-dbgtest}"
+MARK_BEGIN="# >>> dbgbox testbed (scripts/testbed.sh; \`testbed.sh down\` removes this block) >>>"
+MARK_END="# <<< dbgbox testbed <<<"
+
+log() { printf 'testbed: %s\n' "$*" >&2; }
+die() { printf 'testbed: error: %s\n' "$*" >&2; exit 1; }
+
+case "$STATE" in
+  /*) ;;
+  *) die "DBGBOX_TESTBED_DIR must be an absolute path: $STATE" ;;
+esac
+[[ "$STATE" =~ ^/[A-Za-z0-9._/-]+$ ]] || die "DBGBOX_TESTBED_DIR may hold only [A-Za-z0-9._/-]: $STATE"
+[ "$STATE" != / ] || die "DBGBOX_TESTBED_DIR must not be /"
+
+require_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces, sshd)"; }
+require_tools() {
+  local t
+  for t in ip ss ssh ssh-keygen /usr/sbin/sshd getent flock; do
+    command -v "$t" >/dev/null 2>&1 || die "missing $t: run scripts/bootstrap.sh (iproute2, openssh-server)"
+  done
+}
+
+# Serialize every command on this script's own file: concurrent up/down never interleave,
+# and no lock file is left behind.
+exec 9<"${BASH_SOURCE[0]}"
+flock 9
+
+ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$1"; }
+in_ns() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
+link_exists() { # [ns] ifname
+  if [ -n "$1" ]; then in_ns "$1" ip link show dev "$2" >/dev/null 2>&1; else ip link show dev "$2" >/dev/null 2>&1; fi
+}
+
+user_home() { getent passwd "$TB_USER" | cut -d: -f6; }
+user_group() { id -gn "$TB_USER"; }
+
+# --- sshd processes -------------------------------------------------------------------------------
+
+sshd_config_path() { printf '%s/%s/sshd_config' "$STATE" "$1"; }
+sshd_pid_path() { printf '%s/%s/sshd.pid' "$STATE" "$1"; }
+
+# The pid of the running listener of host $1 (login|node), from its PidFile, checked against its
+# command line so a stale pid never names someone else's process.
+sshd_pid() {
+  local pidfile pid cfg
+  pidfile="$(sshd_pid_path "$1")"; cfg="$(sshd_config_path "$1")"
+  [ -s "$pidfile" ] || return 1
+  pid="$(tr -dc '0-9' <"$pidfile")"
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "-f $cfg" || return 1
+  printf '%s\n' "$pid"
+}
+
+# All descendants of pid $1 (children first collected breadth-first).
+descendants() {
+  local queue=("$1") out=() p c
+  while [ "${#queue[@]}" -gt 0 ]; do
+    p="${queue[0]}"; queue=("${queue[@]:1}")
+    for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do out+=("$c"); queue+=("$c"); done
+  done
+  [ "${#out[@]}" -eq 0 ] || printf '%s\n' "${out[@]}"
+}
+
+kill_pids() { # signal pid...
+  local sig="$1"; shift
+  [ "$#" -gt 0 ] || return 0
+  kill "-$sig" "$@" 2>/dev/null || true
+}
+
+# Whether pid $1 runs (a zombie does not: this machine's pid 1 may never reap it).
+alive() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [ "${stat%% *}" != Z ]
+}
+
+wait_gone() { # pid...
+  local p i
+  for i in $(seq 1 50); do
+    local alive=0
+    for p in "$@"; do if alive "$p"; then alive=1; fi; done
+    [ "$alive" -eq 0 ] && return 0
+    sleep 0.1
+  done
+  kill_pids KILL "$@"
+}
+
+stop_sshd() { # host
+  local pid kids
+  pid="$(sshd_pid "$1")" || return 0
+  kids="$(descendants "$pid")"
+  # shellcheck disable=SC2086
+  kill_pids TERM "$pid" $kids
+  # shellcheck disable=SC2086
+  wait_gone "$pid" $kids
+}
+
+listening() { # ns(or "") addr port
+  local out
+  if [ -n "$1" ]; then out="$(in_ns "$1" ss -Hltn "src $2:$3" 2>/dev/null || true)"
+  else out="$(ss -Hltn "src $2:$3" 2>/dev/null || true)"; fi
+  [ -n "$out" ]
+}
+
+start_sshd() { # host ns(or "") addr port
+  local host="$1" ns="$2" addr="$3" port="$4" cfg log i
+  cfg="$(sshd_config_path "$host")"; log="$STATE/$host/sshd.log"
+  /usr/sbin/sshd -t -f "$cfg" || die "$host sshd config $cfg is invalid"
+  # (9<&-: the daemon must not hold this script's lock.)
+  if [ -n "$ns" ]; then in_ns "$ns" /usr/sbin/sshd -f "$cfg" -E "$log" 9<&-
+  else /usr/sbin/sshd -f "$cfg" -E "$log" 9<&-; fi
+  for i in $(seq 1 100); do
+    if sshd_pid "$host" >/dev/null && listening "$ns" "$addr" "$port"; then return 0; fi
+    sleep 0.05
+  done
+  die "$host sshd did not listen on $addr:$port; see $log"
+}
+
+# --- network --------------------------------------------------------------------------------------
+
+ensure_network() {
+  ns_exists "$LAPTOP_NS" || ip netns add "$LAPTOP_NS"
+  ns_exists "$LOGIN_NS" || ip netns add "$LOGIN_NS"
+
+  # login <-> laptop
+  if ! link_exists "$LAPTOP_NS" "$LAPTOP_IF" || ! link_exists "$LOGIN_NS" "$LOGIN_IF_L"; then
+    in_ns "$LAPTOP_NS" ip link del "$LAPTOP_IF" 2>/dev/null || true
+    in_ns "$LOGIN_NS" ip link del "$LOGIN_IF_L" 2>/dev/null || true
+    ip link del "$LAPTOP_IF" 2>/dev/null || true
+    ip link add "$LAPTOP_IF" netns "$LAPTOP_NS" type veth peer name "$LOGIN_IF_L" netns "$LOGIN_NS"
+  fi
+  # login <-> node (root ns)
+  if ! link_exists "" "$NODE_IF" || ! link_exists "$LOGIN_NS" "$LOGIN_IF_N"; then
+    ip link del "$NODE_IF" 2>/dev/null || true
+    in_ns "$LOGIN_NS" ip link del "$LOGIN_IF_N" 2>/dev/null || true
+    ip link add "$NODE_IF" type veth peer name "$LOGIN_IF_N" netns "$LOGIN_NS"
+  fi
+
+  # No IPv6 on the testbed links: nothing but the addresses above ever appears on them.
+  in_ns "$LAPTOP_NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null 2>&1 || true
+  in_ns "$LOGIN_NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null 2>&1 || true
+  sysctl -qw "net.ipv6.conf.$NODE_IF.disable_ipv6=1" >/dev/null 2>&1 || true
+  in_ns "$LOGIN_NS" sysctl -qw net.ipv4.ip_forward=0 >/dev/null
+
+  in_ns "$LAPTOP_NS" ip addr replace "$LAPTOP_ADDR/$PREFIX_LEN" dev "$LAPTOP_IF"
+  in_ns "$LOGIN_NS" ip addr replace "$LOGIN_ADDR/$PREFIX_LEN" dev "$LOGIN_IF_L"
+  in_ns "$LOGIN_NS" ip addr replace "$LOGIN_NODE_SIDE_ADDR/$PREFIX_LEN" dev "$LOGIN_IF_N"
+  ip addr replace "$NODE_ADDR/$PREFIX_LEN" dev "$NODE_IF"
+
+  in_ns "$LAPTOP_NS" ip link set lo up
+  in_ns "$LOGIN_NS" ip link set lo up
+  in_ns "$LAPTOP_NS" ip link set "$LAPTOP_IF" up
+  in_ns "$LOGIN_NS" ip link set "$LOGIN_IF_L" up
+  in_ns "$LOGIN_NS" ip link set "$LOGIN_IF_N" up
+  ip link set "$NODE_IF" up
+}
+
+remove_network() {
+  # Processes still inside the namespaces (sshds, tunnels a test left) would keep them alive.
+  local ns pids
+  for ns in "$LAPTOP_NS" "$LOGIN_NS"; do
+    ns_exists "$ns" || continue
+    pids="$(ip netns pids "$ns" 2>/dev/null || true)"
+    if [ -n "$pids" ]; then
+      # shellcheck disable=SC2086
+      kill_pids TERM $pids
+      # shellcheck disable=SC2086
+      wait_gone $pids
+    fi
+  done
+  ip link del "$NODE_IF" 2>/dev/null || true
+  if ns_exists "$LAPTOP_NS"; then ip netns del "$LAPTOP_NS"; fi
+  if ns_exists "$LOGIN_NS"; then ip netns del "$LOGIN_NS"; fi
+}
+
+# --- files ----------------------------------------------------------------------------------------
+
+# Writes stdin to $1 with mode $2 (and owner $3 when given), only when the content differs.
+# Returns 0 when the file changed.
+put_file() {
+  local path="$1" mode="$2" owner="${3:-}" tmp
+  tmp="$(mktemp "$path.XXXXXX")"
+  cat >"$tmp"
+  chmod "$mode" "$tmp"
+  [ -z "$owner" ] || chown "$owner" "$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path"; then rm -f "$tmp"; return 1; fi
+  mv -f "$tmp" "$path"
+}
+
+keygen() { # type path comment [bits]
+  [ -f "$2" ] && [ -f "$2.pub" ] && return 1
+  rm -f "$2" "$2.pub"
+  if [ -n "${4:-}" ]; then ssh-keygen -q -t "$1" -b "$4" -N '' -C "$3" -f "$2"
+  else ssh-keygen -q -t "$1" -N '' -C "$3" -f "$2"; fi
+}
+
+pub_key() { awk '{print $1" "$2}' "$1"; }
+
+# Writes host configs and keys. Sets LOGIN_CHANGED / NODE_CHANGED when an sshd must restart.
+ensure_files() {
+  local group host addr
+  group="$(user_group)"
+  LOGIN_CHANGED=0; NODE_CHANGED=0
+  if [ -L "$STATE" ]; then die "$STATE is a symlink"; fi
+  mkdir -p "$STATE/login" "$STATE/node" "$STATE/hostkeys" /run/sshd
+  chmod 0755 "$STATE" "$STATE/login" "$STATE/node"
+  chmod 0700 "$STATE/hostkeys"
+
+  for host in login node; do
+    local changed=0
+    keygen ed25519 "$STATE/hostkeys/${host}_ed25519" "dbgbox-testbed-$host" && changed=1
+    keygen ecdsa "$STATE/hostkeys/${host}_ecdsa" "dbgbox-testbed-$host" && changed=1
+    [ "$changed" -eq 0 ] || { [ "$host" = login ] && LOGIN_CHANGED=1 || NODE_CHANGED=1; }
+  done
+
+  # The test user's keys: authorized ed25519 and RSA, and an unauthorized "wrong" ed25519.
+  keygen ed25519 "$STATE/id_ed25519" "dbgbox-testbed-$TB_USER" || true
+  keygen rsa "$STATE/id_rsa" "dbgbox-testbed-$TB_USER-rsa" 3072 || true
+  keygen ed25519 "$STATE/id_wrong_ed25519" "dbgbox-testbed-$TB_USER-wrong" || true
+  chown "$TB_USER:$group" "$STATE"/id_ed25519* "$STATE"/id_rsa* "$STATE"/id_wrong_ed25519*
+  chmod 0600 "$STATE/id_ed25519" "$STATE/id_rsa" "$STATE/id_wrong_ed25519"
+  chmod 0644 "$STATE/id_ed25519.pub" "$STATE/id_rsa.pub" "$STATE/id_wrong_ed25519.pub"
+
+  { pub_key "$STATE/id_ed25519.pub"; pub_key "$STATE/id_rsa.pub"; } | put_file "$STATE/authorized_keys" 0644 || true
+
+  {
+    for key in ed25519 ecdsa; do printf '%s %s\n' "$LOGIN_ADDR" "$(pub_key "$STATE/hostkeys/login_$key.pub")"; done
+    for key in ed25519 ecdsa; do printf '%s %s\n' "$NODE_ADDR" "$(pub_key "$STATE/hostkeys/node_$key.pub")"; done
+  } | put_file "$STATE/known_hosts" 0644 || true
+
+  put_file "$STATE/ssh_config" 0644 <<EOF || true
+# dbgbox testbed aliases (scripts/testbed.sh). Use: ssh -F $STATE/ssh_config tb-login
+Host tb-login
+  HostName $LOGIN_ADDR
+  User $TB_USER
+  Port $LOGIN_PORT
+  IdentityFile $STATE/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $STATE/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+
+Host tb-node
+  HostName $NODE_ADDR
+  User $TB_USER
+  Port $NODE_PORT
+  IdentityFile $STATE/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $STATE/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+EOF
+
+  for host in login node; do
+    if [ "$host" = login ]; then addr="$LOGIN_ADDR"; port="$LOGIN_PORT"; else addr="$NODE_ADDR"; port="$NODE_PORT"; fi
+    if put_file "$(sshd_config_path "$host")" 0644 <<EOF; then
+# dbgbox testbed: the $host host's sshd (scripts/testbed.sh)
+ListenAddress $addr:$port
+AddressFamily inet
+HostKey $STATE/hostkeys/${host}_ed25519
+HostKey $STATE/hostkeys/${host}_ecdsa
+PidFile $(sshd_pid_path "$host")
+AuthorizedKeysFile $STATE/authorized_keys
+AuthorizedPrincipalsFile none
+AllowUsers $TB_USER
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+HostbasedAuthentication no
+PermitRootLogin no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+AllowStreamLocalForwarding no
+X11Forwarding no
+PermitTunnel no
+PrintMotd no
+MaxStartups 200:30:300
+MaxSessions 200
+LoginGraceTime 30
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+EOF
+      if [ "$host" = login ]; then LOGIN_CHANGED=1; else NODE_CHANGED=1; fi
+    fi
+  done
+}
+
+# --- the user's ~/.ssh/config block (for `ssh -W` run on login) ------------------------------------
+
+user_block() {
+  printf '%s\n' "$MARK_BEGIN" \
+    "Host $NODE_ADDR" \
+    "  IdentityFile $STATE/id_ed25519" \
+    "  IdentitiesOnly yes" \
+    "  UserKnownHostsFile $STATE/known_hosts" \
+    "  StrictHostKeyChecking yes" \
+    "  BatchMode yes" \
+    "Host *" \
+    "$MARK_END"
+}
+
+# Reads a whole file into the variable named $2, keeping trailing newlines.
+slurp() { local __c; __c="$(cat -- "$1"; printf x)"; printf -v "$2" '%s' "${__c%x}"; }
+
+ensure_user_block() {
+  local home sshdir cfg group block content recorded
+  home="$(user_home)"; sshdir="$home/.ssh"; cfg="$sshdir/config"; group="$(user_group)"
+  [ -n "$home" ] && [ -d "$home" ] || die "test user $TB_USER has no home directory"
+  block="$(user_block; printf x)"; block="${block%x}"
+  if [ -f "$STATE/user_block" ] && [ -f "$cfg" ]; then
+    slurp "$STATE/user_block" recorded
+    slurp "$cfg" content
+    # shellcheck disable=SC2154
+    if [[ "$content" == *"$recorded"* ]]; then return 0; fi
+  fi
+  if [ -f "$cfg" ]; then
+    slurp "$cfg" content
+    # The same block left by an earlier testbed whose state was lost: adopt it, never add twice.
+    if [[ "$content" == *"$block"* ]]; then printf '%s' "$block" >"$STATE/user_block"; return 0; fi
+  fi
+  if [ ! -d "$sshdir" ]; then
+    install -d -m 0700 -o "$TB_USER" -g "$group" "$sshdir"
+    : >"$STATE/user_created_sshdir"
+  fi
+  if [ ! -e "$cfg" ]; then
+    install -m 0600 -o "$TB_USER" -g "$group" /dev/null "$cfg"
+    : >"$STATE/user_created_config"
+  fi
+  slurp "$cfg" content
+  # At the top, so it wins over the user's own entries (first value wins); its `Host *` line
+  # returns the rest of the file to matching every host, as it did before.
+  printf '%s' "$block" >"$STATE/user_block"
+  printf '%s%s' "$block" "$content" >"$cfg"     # in place: owner and mode are kept
+}
+
+remove_user_block() {
+  local home sshdir cfg recorded content
+  home="$(user_home 2>/dev/null || true)"
+  [ -n "$home" ] || return 0
+  sshdir="$home/.ssh"; cfg="$sshdir/config"
+  if [ -f "$STATE/user_block" ] && [ -f "$cfg" ]; then
+    slurp "$STATE/user_block" recorded
+    slurp "$cfg" content
+    if [ -n "$recorded" ] && [[ "$content" == *"$recorded"* ]]; then
+      printf '%s' "${content/"$recorded"/}" >"$cfg"
+    fi
+  fi
+  if [ -f "$STATE/user_created_config" ] && [ -f "$cfg" ] && [ ! -s "$cfg" ]; then rm -f "$cfg"; fi
+  if [ -f "$STATE/user_created_sshdir" ] && [ -d "$sshdir" ]; then rmdir "$sshdir" 2>/dev/null || true; fi
+}
+
+# --- env ------------------------------------------------------------------------------------------
+
+env_text() {
+  cat <<EOF
+TB_LAPTOP_NS=$LAPTOP_NS
+TB_LOGIN_NS=$LOGIN_NS
+TB_LAPTOP_ADDR=$LAPTOP_ADDR
+TB_LOGIN_ADDR=$LOGIN_ADDR
+TB_NODE_ADDR=$NODE_ADDR
+TB_LOGIN_PORT=$LOGIN_PORT
+TB_NODE_PORT=$NODE_PORT
+TB_LOGIN_ALIAS=tb-login
+TB_NODE_ALIAS=tb-node
+TB_KEY=$STATE/id_ed25519
+TB_RSA_KEY=$STATE/id_rsa
+TB_WRONG_KEY=$STATE/id_wrong_ed25519
+TB_KNOWN_HOSTS=$STATE/known_hosts
+TB_SSH_CONFIG=$STATE/ssh_config
+TB_STATE_DIR=$STATE
+TB_USER=$TB_USER
+EOF
+}
+
+# --- status ---------------------------------------------------------------------------------------
+
+# Prints one line per component; returns 0 when all are up.
+check_all() {
+  local ok=0
+  chk() { local name="$1"; shift; if "$@" >/dev/null 2>&1; then echo "up    $name"; else echo "down  $name"; ok=1; fi; }
+  chk "netns $LAPTOP_NS" ns_exists "$LAPTOP_NS"
+  chk "netns $LOGIN_NS" ns_exists "$LOGIN_NS"
+  chk "link laptop<->login ($LAPTOP_IF up)" link_up "$LAPTOP_NS" "$LAPTOP_IF"
+  chk "link login<->node ($NODE_IF up)" link_up "" "$NODE_IF"
+  chk "login sshd on $LOGIN_ADDR:$LOGIN_PORT" check_sshd login
+  chk "node sshd on $NODE_ADDR:$NODE_PORT" check_sshd node
+  chk "$STATE/env" test -f "$STATE/env"
+  return "$ok"
+}
+
+link_up() { # ns(or "") ifname: administratively up
+  local out
+  if [ -n "$1" ]; then out="$(in_ns "$1" ip -o link show dev "$2" 2>/dev/null)" || return 1
+  else out="$(ip -o link show dev "$2" 2>/dev/null)" || return 1; fi
+  [[ "$out" =~ \<([A-Z_,-]*,)?UP[,\>] ]]
+}
+
+check_sshd() { # host
+  sshd_pid "$1" >/dev/null || return 1
+  if [ "$1" = login ]; then listening "$LOGIN_NS" "$LOGIN_ADDR" "$LOGIN_PORT"
+  else listening "" "$NODE_ADDR" "$NODE_PORT"; fi
+}
+
+# --- commands -------------------------------------------------------------------------------------
+
+cmd_up() {
+  require_root; require_tools
+  getent passwd "$TB_USER" >/dev/null || die "no test user $TB_USER (scripts/test.sh creates it; or set DBGBOX_TEST_USER)"
+  ensure_network
+  ensure_files
+  if [ "$LOGIN_CHANGED" -eq 1 ]; then stop_sshd login; fi
+  if [ "$NODE_CHANGED" -eq 1 ]; then stop_sshd node; fi
+  check_sshd login || { stop_sshd login; start_sshd login "$LOGIN_NS" "$LOGIN_ADDR" "$LOGIN_PORT"; }
+  check_sshd node || { stop_sshd node; start_sshd node "" "$NODE_ADDR" "$NODE_PORT"; }
+  ensure_user_block
+  env_text | put_file "$STATE/env" 0644 || true
+  env_text
+}
+
+cmd_down() {
+  require_root
+  if [ -d "$STATE" ]; then
+    stop_sshd login
+    stop_sshd node
+  fi
+  remove_network
+  if [ -d "$STATE" ]; then
+    remove_user_block
+    rm -rf -- "$STATE"
+  fi
+  log "down"
+}
+
+cmd_env() {
+  [ -f "$STATE/env" ] || die "the testbed is not up (scripts/testbed.sh up)"
+  cat "$STATE/env"
+}
+
+cmd_status() {
+  if check_all; then echo "testbed: up"; else echo "testbed: not (fully) up"; return 1; fi
+}
+
+cmd_link() {
+  require_root
+  case "${1:-}" in
+    up|down) ;;
+    *) die "usage: testbed.sh link down|up" ;;
+  esac
+  ns_exists "$LAPTOP_NS" || die "the testbed is not up"
+  in_ns "$LAPTOP_NS" ip link set "$LAPTOP_IF" "$1"
+  if [ "$1" = up ]; then
+    # The connected route comes back with the link; wait until it is usable.
+    local i
+    for i in $(seq 1 50); do
+      in_ns "$LAPTOP_NS" ip route get "$LOGIN_ADDR" >/dev/null 2>&1 && return 0
+      sleep 0.05
+    done
+    die "route to $LOGIN_ADDR did not return"
+  fi
+}
+
+cmd_kill_login_sessions() {
+  require_root
+  local pid kids
+  pid="$(sshd_pid login)" || die "login sshd is not running"
+  kids="$(descendants "$pid")"
+  if [ -z "$kids" ]; then log "no login sessions"; return 0; fi
+  # shellcheck disable=SC2086
+  kill_pids KILL $kids
+  # shellcheck disable=SC2086
+  wait_gone $kids
+  log "killed login sessions: $(echo $kids)"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  link) shift; cmd_link "$@" ;;
+  kill-login-sessions) cmd_kill_login_sessions ;;
+  *) echo "usage: $0 up|down|status|env|link down|up|kill-login-sessions" >&2; exit 2 ;;
+esac
