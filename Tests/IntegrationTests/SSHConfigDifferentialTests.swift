@@ -152,6 +152,7 @@ final class SSHConfigDifferentialTests: XCTestCase {
             Host final.example
               Port 6060
             """], host: "fin"),
+        Case(name: "Match with = between criterion and pattern", files: ["config": "Match host=eq.example user=root\n  Port 2626\n"], host: "root@eq.example"),
         Case(name: "Match canonical without canonicalization", files: ["config": "Match canonical\n  User canon\n"], host: "c"),
         Case(name: "Match exec that fails", files: ["config": "Match exec \"exit 1\"\n  User execuser\n"], host: "x"),
         Case(name: "Include with a glob, in order", files: [
@@ -312,5 +313,84 @@ final class SSHConfigDifferentialTests: XCTestCase {
             if loaded != ours { failures.append("case \(index) \"\(testCase.name)\": ssh \(loaded) ours \(ours)") }
         }
         XCTAssertEqual(failures, [], failures.joined(separator: "\n"))
+    }
+}
+
+/// KnownHostsVerifier against OpenSSH's own reading of the same files: whether `ssh-keygen -F NAME -f FILE`
+/// finds a host agrees with match/mismatch vs notFound, and every line `appendLine` writes (plain
+/// and hashed) is found by `ssh-keygen -F` under the name ssh looks up.
+final class KnownHostsVerifierDifferentialTests: XCTestCase {
+    var dir = ""
+    let fs = LocalFileSystem()
+
+    override func setUpWithError() throws {
+        try IT.require(LocalProcessRunner.resolve("ssh-keygen") != nil, "ssh-keygen (openssh-client)")
+        dir = NSTemporaryDirectory() + "dbgbox-khvdiff-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { if !dir.isEmpty { try? FileManager.default.removeItem(atPath: dir) } }
+
+    func newKey(_ name: String) throws -> SSHPublicKey {
+        let path = "\(dir)/\(name)"
+        let r = try IT.runner.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", path])
+        XCTAssertTrue(r.succeeded, r.stderrText)
+        return try SSHPublicKey(line: String(decoding: try fs.read(path + ".pub"), as: UTF8.self))
+    }
+
+    /// Line numbers of the entries `ssh-keygen -F name` prints (its "# Host … found: line N" comments).
+    func keygenFound(_ name: String, in file: String) throws -> [Int] {
+        let r = try IT.runner.run(["ssh-keygen", "-F", name, "-f", file])
+        return r.stdoutText.split(separator: "\n").compactMap { line in
+            line.hasPrefix("# Host ") ? line.split(separator: " ").last.flatMap { Int($0) } : nil
+        }
+    }
+
+    func testFoundAgreesWithSSHKeygen() throws {
+        let key = try newKey("k1"), other = try newKey("k2")
+        let file = "\(dir)/known_hosts"
+        let lines = ["plain.example", "[ported.example]:2222", "a,b,c", "*.wild.example,!no.wild.example", "UPPER.example",
+                     "[10.0.0.1]:22*", "?.single"].map { "\($0) \(key.line)" } + ["@cert-authority ca.example \(key.line)", "# comment"]
+        try fs.writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: file, mode: 0o600)
+        let probes: [(String, Int)] = [("plain.example", 22), ("plain.example", 2222), ("ported.example", 2222),
+                                       ("ported.example", 22), ("b", 22), ("x.wild.example", 22), ("no.wild.example", 22),
+                                       ("upper.example", 22), ("10.0.0.1", 2222), ("10.0.0.1", 22), ("q.single", 22),
+                                       ("qq.single", 22), ("ca.example", 22), ("nothing", 22)]
+        let verifier = KnownHostsVerifier(files: [file], fs: fs)
+        for (host, port) in probes {
+            let name = KnownHostsVerifier.lookupName(host: host, port: port)
+            let found = try keygenFound(name, in: file)
+            let verdict = try verifier.verify(host: host, port: port, keyType: key.type, keyBlob: key.blob)
+            let mismatch = try verifier.verify(host: host, port: port, keyType: other.type, keyBlob: other.blob)
+            switch verdict {
+            case .match(_, let line):
+                XCTAssertEqual(found.first, line, name)
+                if case .mismatch(_, line, key.fingerprintSHA256) = mismatch {} else { XCTFail("\(name): \(mismatch)") }
+            case .notFound:
+                // ssh-keygen -F also lists @cert-authority lines; a plain host key ignores them.
+                XCTAssertTrue(found.isEmpty || host == "ca.example", "\(name): ssh-keygen found \(found)")
+                XCTAssertEqual(mismatch, .notFound, name)
+            default:
+                XCTFail("\(name): \(verdict)")
+            }
+        }
+    }
+
+    func testAppendedLinesAreFoundBySSHKeygen() throws {
+        let key = try newKey("k3")
+        let file = "\(dir)/.ssh/known_hosts"
+        let verifier = KnownHostsVerifier(files: [file], fs: fs)
+        let hops: [(String, Int, Bool)] = [("Login.Example", 22, false), ("node", 2222, false), ("hashed.example", 22, true),
+                                          ("hashed-port.example", 2201, true), ("::1", 2200, false)]
+        for (index, (host, port, hash)) in hops.enumerated() {
+            try verifier.appendLine(host: host, port: port, keyType: key.type, keyBlob: key.blob, hash: hash, to: file)
+            let name = KnownHostsVerifier.lookupName(host: host.lowercased(), port: port)
+            XCTAssertEqual(try keygenFound(name, in: file), [index + 1], name)
+            XCTAssertEqual(try verifier.verify(host: host, port: port, keyType: key.type, keyBlob: key.blob),
+                           .match(file: file, line: index + 1))
+        }
+        // ssh-keygen -H hashes our plain lines into ones we still find.
+        XCTAssertTrue(try IT.runner.run(["ssh-keygen", "-H", "-f", file]).succeeded)
+        XCTAssertEqual(try verifier.verify(host: "node", port: 2222, keyType: key.type, keyBlob: key.blob), .match(file: file, line: 2))
     }
 }

@@ -69,6 +69,35 @@ struct SSHConfigLine: Equatable {
         return args
     }
 
+    /// misc.c strdelim (split on blanks or one '='; a double-quoted part ends the token at its
+    /// closing quote; no backslash escapes), as Match reads its criteria. Returns the tokens and
+    /// whether text was left over that strdelim could not split (an unclosed quote).
+    static func strdelimTokens(_ text: String) -> (tokens: [String], leftover: Bool) {
+        let delimiters: Set<Character> = [" ", "\t", "\r", "\n", "\"", "="]
+        var chars = Array(text)[...]
+        var tokens: [String] = []
+        while true {
+            guard let stop = chars.firstIndex(where: { delimiters.contains($0) }) else {
+                tokens.append(String(chars))
+                return (tokens, false)
+            }
+            var token = String(chars[..<stop])
+            if chars[stop] == "\"" {
+                let quoted = chars[(stop + 1)...]
+                guard let close = quoted.firstIndex(of: "\"") else { return (tokens, true) }
+                token += String(quoted[..<close])
+                chars = chars[(close + 1)...].drop(while: { whitespace.contains($0) })
+            } else {
+                let wasEquals = chars[stop] == "="
+                chars = chars[(stop + 1)...].drop(while: { whitespace.contains($0) })
+                if !wasEquals && chars.first == "=" { chars = chars.dropFirst().drop(while: { whitespace.contains($0) }) }
+            }
+            tokens.append(token)
+            if token.isEmpty { return (tokens, !chars.isEmpty) }
+            if chars.isEmpty { return (tokens, false) }
+        }
+    }
+
     struct Reason: Error { let text: String; init(_ text: String) { self.text = text } }
 }
 

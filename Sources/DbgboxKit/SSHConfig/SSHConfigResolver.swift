@@ -166,9 +166,13 @@ public struct SSHConfigResolver: Sendable {
             return
         case "match":
             guard !flags.contains(.commandLine) else { throw bad("Match is not supported as a command-line option") }
-            let result = try matchLine(&args, file: file, number: number, state: &state, host: host,
+            // Match reads its criteria with strdelim, not argv_split (no backslash escapes).
+            let (tokens, leftover) = SSHConfigLine.strdelimTokens(parsed.rest)
+            var criteria = tokens[...]
+            let result = try matchLine(&criteria, file: file, number: number, state: &state, host: host,
                                        originalHost: originalHost, flags: flags)
             active = flags.contains(.neverMatch) ? false : result
+            args = leftover || !criteria.isEmpty ? ["?"] : []
         case "include":
             guard !flags.contains(.commandLine) else { throw bad("Include is not supported as a command-line option") }
             while let arg = next() {
@@ -314,7 +318,7 @@ public struct SSHConfigResolver: Sendable {
         let remoteUser = state.user ?? userName
         var result = true
         var attributes = 0
-        while let first = args.popFirst() {
+        while let first = args.popFirst(), !first.isEmpty {
             if first.hasPrefix("#") { args.removeAll(); break }
             let negate = first.hasPrefix("!")
             let attribute = (negate ? String(first.dropFirst()) : first).lowercased()
