@@ -61,6 +61,10 @@ RUN printf '%s\n' \
     'PrintMotd no' \
     'PrintLastLog no' \
     'X11Forwarding no' \
+    '# An IDE opens many connections at once (sftp, helpers, debugger): the default 10:30:100 would' \
+    '# drop some of them while they authenticate.' \
+    'MaxStartups 100:30:200' \
+    'MaxSessions 64' \
     'ClientAliveInterval 60' \
     'ClientAliveCountMax 5' \
     'AcceptEnv LANG LC_*' \
