@@ -1,0 +1,341 @@
+import CLibSSH2
+import Foundation
+import SSH
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One local connection and its direct-tcpip channel on the node session.
+final class ForwardedConnection {
+    let id: Int
+    let fd: Int32
+    let peer: String
+    var channel: SSHChannel?
+    /// Client → channel bytes read but not yet written.
+    var up: ChunkBuffer
+    var upEOF = false
+    var eofSent = false
+    /// Channel → client bytes read but not yet sent.
+    var down: ChunkBuffer
+    var downEOF = false
+    var shutWrite = false
+    var bytesUp: UInt64 = 0
+    var bytesDown: UInt64 = 0
+    var error: String?
+
+    init(id: Int, fd: Int32, peer: String, chunk: Int) {
+        self.id = id
+        self.fd = fd
+        self.peer = peer
+        up = ChunkBuffer(capacity: chunk)
+        down = ChunkBuffer(capacity: chunk)
+    }
+
+    var isDone: Bool { error != nil || (eofSent && downEOF && down.isEmpty) }
+}
+
+/// A fixed-size buffer, allocated on first use, holding one read that is being written out.
+struct ChunkBuffer {
+    let capacity: Int
+    private(set) var base: UnsafeMutableRawPointer?
+    var start = 0
+    var end = 0
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    var isEmpty: Bool { start == end }
+    var pending: Int { end - start }
+    var front: UnsafeMutableRawPointer { base! + start }
+
+    /// The whole buffer for a new read (only when empty).
+    mutating func space() -> UnsafeMutableRawPointer {
+        if base == nil { base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16) }
+        start = 0
+        end = 0
+        return base!
+    }
+
+    mutating func filled(_ n: Int) { end = n }
+    mutating func consumed(_ n: Int) {
+        start += n
+        if start == end { start = 0; end = 0 }
+    }
+
+    func release() { base?.deallocate() }
+}
+
+/// Thread 2, the node hop: owns the node session (over the carrier), the accepted client sockets
+/// and their channels. `run()` returns when the hop dies or `stop` is requested.
+final class NodeForwarder {
+    enum End {
+        case stopped
+        case failed(TunnelHopRole, String)
+    }
+
+    let session: NonBlockingSSHSession
+    let pump: LoginPump
+    let listener: Int32
+    let control: WakeFD
+    let openMessage: [UInt8]
+    let shouldStop: () -> Bool
+    let report: (TunnelEvent) -> Void
+    let publish: (_ open: Int, _ newConnections: Int, _ up: UInt64, _ down: UInt64) -> Void
+    let nextID: () -> Int
+
+    private var connections: [ForwardedConnection] = []
+    /// The connection whose channel open is in progress (one at a time per session).
+    private var opening: ForwardedConnection?
+    /// Channels whose free said EAGAIN (waiting for the node's CLOSE).
+    private var closing: [SSHChannel] = []
+
+    /// Our receive window for each direct-tcpip channel, and the packet size.
+    static let channelWindow: UInt32 = 16 << 20
+    static let channelPacket: UInt32 = 32 << 10
+    static let chunk = 128 * 1024
+
+    init(session: NonBlockingSSHSession, pump: LoginPump, listener: Int32, control: WakeFD, openMessage: [UInt8],
+         shouldStop: @escaping () -> Bool, report: @escaping (TunnelEvent) -> Void,
+         publish: @escaping (Int, Int, UInt64, UInt64) -> Void, nextID: @escaping () -> Int) {
+        self.session = session
+        self.pump = pump
+        self.listener = listener
+        self.control = control
+        self.openMessage = openMessage
+        self.shouldStop = shouldStop
+        self.report = report
+        self.publish = publish
+        self.nextID = nextID
+    }
+
+    private var transport: SessionTransport { session.transport }
+
+    func run() -> End {
+        var newConnections = 0
+        while true {
+            control.drain()
+            transport.inboxWake?.drain()
+            if shouldStop() { shutdown(); return .stopped }
+            if pump.finished {
+                closeAll(reason: "login hop down")
+                return .failed(.login, pump.failure ?? "the login hop ended")
+            }
+
+            // Accept everything pending.
+            while let (fd, peer) = SocketIO.accept(listener) {
+                let c = ForwardedConnection(id: nextID(), fd: fd, peer: peer, chunk: Self.chunk)
+                connections.append(c)
+                newConnections += 1
+            }
+
+            var interested = false
+            var sessionFailure: String?
+
+            // Open channels one at a time.
+            while sessionFailure == nil {
+                if opening == nil { opening = connections.first { $0.channel == nil && $0.error == nil } }
+                guard let c = opening else { break }
+                switch session.tryOpenChannel(type: DirectTCPIP.channelType, window: Self.channelWindow,
+                                              packetSize: Self.channelPacket, message: openMessage) {
+                case .opened(let channel):
+                    c.channel = channel
+                    opening = nil
+                    report(.connectionOpened(id: c.id, peer: c.peer))
+                case .wouldBlock:
+                    interested = true
+                case .failed(let error):
+                    opening = nil
+                    if isSessionError(error.code) {
+                        sessionFailure = describe(error)
+                    } else {
+                        c.error = "the node could not open the connection: \(error.message)"
+                        report(.connectionRefused(peer: c.peer, reason: c.error!))
+                    }
+                }
+                if interested { break }
+            }
+
+            // Finish closing channels.
+            if sessionFailure == nil && !closing.isEmpty {
+                closing.removeAll { $0.free() != NonBlockingSSHSession.again }
+                if !closing.isEmpty { interested = true }
+            }
+
+            // Move bytes.
+            var up: UInt64 = 0
+            var down: UInt64 = 0
+            moreBuffered = false
+            if sessionFailure == nil {
+                for c in connections where c.channel != nil && c.error == nil {
+                    if let failure = pumpConnection(c, interested: &interested, up: &up, down: &down) {
+                        sessionFailure = failure
+                        break
+                    }
+                }
+            }
+
+            // Retire finished connections.
+            connections.removeAll { c in
+                guard c.isDone || sessionFailure != nil else { return false }
+                finish(c)
+                return true
+            }
+            if let sessionFailure {
+                publish(0, newConnections, up, down)
+                return .failed(pump.finished ? .login : .node, pump.finished ? (pump.failure ?? sessionFailure) : sessionFailure)
+            }
+            publish(connections.count, newConnections, up, down)
+            newConnections = 0
+
+            var nextKeepalive = -1
+            do { nextKeepalive = try session.sendKeepalive() } catch {
+                closeAll(reason: "node hop down")
+                return .failed(.node, "\(error)")
+            }
+
+            // Sleep until something can move.
+            var fds: [pollfd] = [
+                pollfd(fd: control.fd, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: transport.fd, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
+            ]
+            let outboxFull = transport.outbox.isAboveHighWater
+            for c in connections where c.channel != nil {
+                var events: Int16 = 0
+                if !c.upEOF && c.up.isEmpty && !outboxFull { events |= Int16(POLLIN) }
+                if !c.down.isEmpty { events |= Int16(POLLOUT) }
+                fds.append(pollfd(fd: c.fd, events: events, revents: 0))
+            }
+            var timeout: Int32 = nextKeepalive > 0 ? Int32(nextKeepalive * 1000) : -1
+            if (interested && !transport.inbox.isEmpty) || moreBuffered { timeout = 0 }
+            if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR {
+                closeAll(reason: "poll failed")
+                return .failed(.node, "poll: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Moves what can move for one connection. Returns a session failure, if any.
+    /// Set when a channel may still hold readable data in libssh2's buffers.
+    private var moreBuffered = false
+
+    private func pumpConnection(_ c: ForwardedConnection, interested: inout Bool, up: inout UInt64, down: inout UInt64) -> String? {
+        guard let channel = c.channel else { return nil }
+        // Client → channel.
+        var rounds = 0
+        while rounds < 4 && !transport.outbox.isAboveHighWater {
+            rounds += 1
+            if c.up.isEmpty && !c.upEOF {
+                let n = Glibc.recv(c.fd, c.up.space(), Self.chunk, 0)
+                if n > 0 { c.up.filled(n) } else if n == 0 { c.upEOF = true } else {
+                    let e = errno
+                    if e != EAGAIN && e != EWOULDBLOCK && e != EINTR { c.upEOF = true; c.error = String(cString: strerror(e)); return nil }
+                }
+            }
+            if c.up.isEmpty { break }
+            var blocked = false
+            while !c.up.isEmpty && !transport.outbox.isAboveHighWater {
+                let n = channel.write(c.up.front, count: c.up.pending)
+                if n > 0 { c.up.consumed(n); c.bytesUp += UInt64(n); up += UInt64(n); continue }
+                if n == 0 || n == Int(NonBlockingSSHSession.again) { interested = true; blocked = true; break }
+                return channelError(c, Int32(n))
+            }
+            if blocked || !c.up.isEmpty { break }
+        }
+        if c.upEOF && c.up.isEmpty && !c.eofSent {
+            let rc = channel.sendEOF()
+            if rc == 0 { c.eofSent = true } else if rc == NonBlockingSSHSession.again { interested = true } else {
+                return channelError(c, rc)
+            }
+        }
+        // Channel → client. libssh2 may hold more than one read's worth (no fd says so): if the
+        // rounds run out while data flows, ask for another pass at once.
+        rounds = 0
+        while true {
+            if rounds == 4 { if c.down.isEmpty && !c.downEOF { moreBuffered = true }; break }
+            rounds += 1
+            if c.down.isEmpty && !c.downEOF {
+                let n = channel.read(into: c.down.space(), count: Self.chunk)
+                if n > 0 { c.down.filled(n) } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
+                    if channel.isEOF { c.downEOF = true } else { interested = true }
+                } else {
+                    return channelError(c, Int32(n))
+                }
+            }
+            if c.down.isEmpty { break }
+            let n = Glibc.send(c.fd, c.down.front, c.down.pending, Int32(MSG_NOSIGNAL))
+            if n > 0 {
+                c.down.consumed(n)
+                c.bytesDown += UInt64(n)
+                down += UInt64(n)
+                if !c.down.isEmpty { break }
+            } else {
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { break }
+                c.error = String(cString: strerror(e))
+                return nil
+            }
+        }
+        if c.downEOF && c.down.isEmpty && !c.shutWrite {
+            c.shutWrite = true
+            Glibc.shutdown(c.fd, Int32(SHUT_WR))
+        }
+        return nil
+    }
+
+    /// A read/write error: the connection's own (it is closed), or the session's (returned).
+    private func channelError(_ c: ForwardedConnection, _ code: Int32) -> String? {
+        let error = session.lastError("libssh2_channel", code: code)
+        if isSessionError(code) { return describe(error) }
+        c.error = error.message
+        return nil
+    }
+
+    private func isSessionError(_ code: Int32) -> Bool {
+        if transport.inbox.isClosedAndEmpty { return true }
+        switch code {
+        case LIBSSH2_ERROR_CHANNEL_FAILURE, LIBSSH2_ERROR_CHANNEL_CLOSED, LIBSSH2_ERROR_CHANNEL_EOF_SENT,
+             LIBSSH2_ERROR_CHANNEL_UNKNOWN, LIBSSH2_ERROR_CHANNEL_OUTOFORDER, LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED:
+            return false
+        default:
+            return true
+        }
+    }
+
+    private func describe(_ error: SSHError) -> String {
+        if transport.inbox.isClosedAndEmpty { return pump.failure ?? "the channel through the login host closed" }
+        return "\(error.message) (libssh2 error \(error.code))"
+    }
+
+    private func finish(_ c: ForwardedConnection) {
+        if let channel = c.channel {
+            if channel.free() == NonBlockingSSHSession.again { closing.append(channel) }
+            c.channel = nil
+            report(.connectionClosed(id: c.id, bytesUp: c.bytesUp, bytesDown: c.bytesDown, error: c.error))
+        }
+        if opening === c { opening = nil }
+        Glibc.close(c.fd)
+        c.up.release()
+        c.down.release()
+    }
+
+    /// Closes every client socket (the hop is gone: channels die with the session).
+    func closeAll(reason: String) {
+        for c in connections {
+            if c.channel != nil, c.error == nil { c.error = reason }
+            c.channel = nil
+            report(.connectionClosed(id: c.id, bytesUp: c.bytesUp, bytesDown: c.bytesDown, error: c.error ?? reason))
+            Glibc.close(c.fd)
+            c.up.release()
+            c.down.release()
+        }
+        connections.removeAll()
+        closing.removeAll()
+        opening = nil
+    }
+
+    /// Requested stop: close channels politely, then every client socket.
+    private func shutdown() {
+        for c in connections { if let channel = c.channel { _ = channel.close() } }
+        closeAll(reason: "tunnel stopped")
+    }
+}

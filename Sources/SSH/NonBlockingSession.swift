@@ -1,0 +1,271 @@
+import CLibSSH2
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One non-blocking libssh2 session over a `SessionTransport`.
+///
+/// Owned by one thread at a time (it may be handed over, e.g. after a join). The "blocking" style
+/// methods (handshake, authentication, channel open for setup) call `waiter` whenever libssh2
+/// says EAGAIN and then repeat the same call, as libssh2 1.10 requires; the waiter decides what
+/// to wait for and throws to give up (deadline, stop request, carrier gone).
+public final class NonBlockingSSHSession {
+    public let raw: OpaquePointer
+    public let transport: SessionTransport
+    /// Called on EAGAIN; must wait for progress (or throw).
+    public var waiter: (NonBlockingSSHSession) throws -> Void
+    private var freed = false
+
+    /// libssh2's EAGAIN code (as functions return it; not errno's).
+    public static let again = Int32(LIBSSH2_ERROR_EAGAIN)
+
+    /// Cipher and MAC preferences: the fastest 1.10 offers on this hardware first (libssh2.md:
+    /// aes128-ctr; hmac-sha1 ~10% faster than hmac-sha2-256). The server still decides among
+    /// what both sides allow.
+    public static let cipherPreference = "aes128-ctr,aes256-ctr,aes192-ctr"
+    public static let macPreference = "hmac-sha1,hmac-sha2-256,hmac-sha2-512"
+
+    public init(transport: SessionTransport, waiter: @escaping (NonBlockingSSHSession) throws -> Void) throws {
+        LibSSH2.ensureInitialized()
+        self.transport = transport
+        self.waiter = waiter
+        let abstract = Unmanaged.passUnretained(transport).toOpaque()
+        guard let session = libssh2_session_init_ex(nil, nil, nil, abstract) else {
+            throw SSHError(kind: .other, code: 0, message: "out of memory", call: "libssh2_session_init_ex")
+        }
+        raw = session
+        libssh2_session_callback_set(raw, LIBSSH2_CALLBACK_SEND, unsafeBitCast(SessionTransport.sendCallback, to: UnsafeMutableRawPointer.self))
+        libssh2_session_callback_set(raw, LIBSSH2_CALLBACK_RECV, unsafeBitCast(SessionTransport.recvCallback, to: UnsafeMutableRawPointer.self))
+        libssh2_session_set_blocking(raw, 0)
+        libssh2_session_method_pref(raw, LIBSSH2_METHOD_HOSTKEY, SSHSession.hostKeyPreference)
+        libssh2_session_method_pref(raw, LIBSSH2_METHOD_CRYPT_CS, Self.cipherPreference)
+        libssh2_session_method_pref(raw, LIBSSH2_METHOD_CRYPT_SC, Self.cipherPreference)
+        libssh2_session_method_pref(raw, LIBSSH2_METHOD_MAC_CS, Self.macPreference)
+        libssh2_session_method_pref(raw, LIBSSH2_METHOD_MAC_SC, Self.macPreference)
+    }
+
+    deinit { free() }
+
+    /// The last error, message copied at once.
+    public func lastError(_ call: String, code: Int32? = nil) -> SSHError {
+        SSHError.last(raw, call: call, code: code)
+    }
+
+    /// What libssh2 waits for after EAGAIN.
+    public var blockDirections: (inbound: Bool, outbound: Bool) {
+        let d = libssh2_session_block_directions(raw)
+        return (d & LIBSSH2_SESSION_BLOCK_INBOUND != 0, d & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0)
+    }
+
+    /// Runs `op` until it stops saying EAGAIN, waiting in between. Returns its final code.
+    @discardableResult
+    public func drive(_ op: () -> Int32) throws -> Int32 {
+        while true {
+            let rc = op()
+            if rc != Self.again { return rc }
+            try waiter(self)
+        }
+    }
+
+    public func handshake() throws {
+        let rc = try drive { libssh2_session_handshake(raw, transport.fd) }
+        if rc != 0 { throw lastError("libssh2_session_handshake", code: rc) }
+    }
+
+    /// The host key the server presented in the handshake.
+    public var hostKey: HostKey? {
+        var length = 0
+        var type: Int32 = 0
+        guard let pointer = libssh2_session_hostkey(raw, &length, &type) else { return nil }
+        return HostKey(typeName: HostKey.typeName(for: type), blob: Data(bytes: pointer, count: length))
+    }
+
+    public var isAuthenticated: Bool { libssh2_userauth_authenticated(raw) != 0 }
+
+    /// The methods the server offers for `user` (asks the server; empty when "none" succeeded).
+    public func authMethods(user: String) throws -> [String] {
+        while true {
+            if let list = libssh2_userauth_list(raw, user, UInt32(user.utf8.count)) {
+                return String(cString: list).split(separator: ",").map(String.init)
+            }
+            if isAuthenticated { return [] }
+            if libssh2_session_last_errno(raw) != Self.again { throw lastError("libssh2_userauth_list") }
+            try waiter(self)
+        }
+    }
+
+    /// Public-key authentication from a private key file (public half derived by libssh2).
+    public func authenticate(user: String, privateKeyPath: String, passphrase: String?) throws {
+        let rc = try drive {
+            libssh2_userauth_publickey_fromfile_ex(raw, user, UInt32(user.utf8.count), nil, privateKeyPath, passphrase)
+        }
+        if rc != 0 { throw lastError("libssh2_userauth_publickey_fromfile_ex", code: rc) }
+    }
+
+    /// Tries every identity of the ssh-agent at `socketPath` (nil: SSH_AUTH_SOCK). Returns the
+    /// comments of the identities offered; throws when the agent cannot be used at all; on
+    /// success `isAuthenticated` is true.
+    @discardableResult
+    public func authenticateWithAgent(user: String, socketPath: String?) throws -> [String] {
+        guard let agent = libssh2_agent_init(raw) else { throw lastError("libssh2_agent_init") }
+        defer { libssh2_agent_free(agent) }
+        if let socketPath { libssh2_agent_set_identity_path(agent, socketPath) }
+        var rc = try drive { libssh2_agent_connect(agent) }
+        if rc != 0 { throw lastError("libssh2_agent_connect", code: rc) }
+        defer { libssh2_agent_disconnect(agent) }
+        rc = try drive { libssh2_agent_list_identities(agent) }
+        if rc != 0 { throw lastError("libssh2_agent_list_identities", code: rc) }
+        var offered: [String] = []
+        var previous: UnsafeMutablePointer<libssh2_agent_publickey>?
+        while true {
+            var identity: UnsafeMutablePointer<libssh2_agent_publickey>?
+            let next = libssh2_agent_get_identity(agent, &identity, previous)
+            if next != 0 { break } // 1: no more; < 0: error. Either way, stop offering.
+            guard let identity else { break }
+            offered.append(identity.pointee.comment.map { String(cString: $0) } ?? "?")
+            let auth = try drive { libssh2_agent_userauth(agent, user, identity) }
+            if auth == 0 { return offered }
+            previous = identity
+        }
+        return offered
+    }
+
+    /// Opens a channel, waiting as needed (for setup: the carrier). `message` is the channel
+    /// type's extra data, e.g. `DirectTCPIP.openMessage`.
+    public func openChannel(type: String, window: UInt32, packetSize: UInt32, message: [UInt8]) throws -> SSHChannel {
+        while true {
+            switch tryOpenChannel(type: type, window: window, packetSize: packetSize, message: message) {
+            case .opened(let channel): return channel
+            case .failed(let error): throw error
+            case .wouldBlock: try waiter(self)
+            }
+        }
+    }
+
+    public enum OpenResult {
+        case opened(SSHChannel)
+        /// Repeat the same call (same arguments) later, before opening any other channel.
+        case wouldBlock
+        case failed(SSHError)
+    }
+
+    /// One non-blocking attempt at opening a channel.
+    public func tryOpenChannel(type: String, window: UInt32, packetSize: UInt32, message: [UInt8]) -> OpenResult {
+        let channel = message.withUnsafeBufferPointer { m in
+            m.withMemoryRebound(to: CChar.self) { c in
+                libssh2_channel_open_ex(raw, type, UInt32(type.utf8.count), window, packetSize,
+                                        c.baseAddress, UInt32(message.count))
+            }
+        }
+        if let channel { return .opened(SSHChannel(raw: channel, session: self)) }
+        let code = libssh2_session_last_errno(raw)
+        if code == Self.again { return .wouldBlock }
+        return .failed(lastError("libssh2_channel_open_ex", code: code))
+    }
+
+    /// Enables keepalive messages every `interval` seconds (want_reply=0: replies would leak,
+    /// #623). Call only after authentication (#1810); then call `sendKeepalive()` regularly.
+    public func configureKeepalive(interval: Int) {
+        libssh2_keepalive_config(raw, 0, UInt32(max(0, interval)))
+    }
+
+    /// Sends a keepalive if one is due. Returns the seconds until the next one is due.
+    public func sendKeepalive() throws -> Int {
+        var next: Int32 = 0
+        let rc = libssh2_keepalive_send(raw, &next)
+        if rc != 0 && rc != Self.again { throw lastError("libssh2_keepalive_send", code: rc) }
+        return Int(next)
+    }
+
+    /// Queues a disconnect message (never waits: the SEND callback always accepts). The TCP
+    /// transport's owner should `flush()` afterwards.
+    public func disconnect(_ description: String = "dbgbox closing") {
+        _ = libssh2_session_disconnect_ex(raw, SSH_DISCONNECT_BY_APPLICATION, description, "")
+    }
+
+    /// Frees the session (retrying EAGAIN a bounded number of times). Idempotent.
+    public func free() {
+        guard !freed else { return }
+        freed = true
+        var attempts = 0
+        while libssh2_session_free(raw) == Self.again && attempts < 100 { attempts += 1 }
+    }
+}
+
+/// A channel of a `NonBlockingSSHSession`. Methods return libssh2's raw results so the hot loop
+/// allocates nothing: `> 0` bytes, `0` (read: EOF only if `isEOF`; write: window full), or a
+/// negative libssh2 code (`NonBlockingSSHSession.again` = try later).
+public final class SSHChannel {
+    public let raw: OpaquePointer
+    /// Keeps the session alive as long as the channel.
+    public let session: NonBlockingSSHSession
+    public private(set) var isFreed = false
+
+    /// libssh2 1.10 sends at most this much per channel_write call.
+    public static let maxWrite = 32_700
+
+    init(raw: OpaquePointer, session: NonBlockingSSHSession) {
+        self.raw = raw
+        self.session = session
+    }
+
+    @inline(__always)
+    public func read(into buffer: UnsafeMutableRawPointer, count: Int, stream: Int32 = 0) -> Int {
+        libssh2_channel_read_ex(raw, stream, buffer.assumingMemoryBound(to: CChar.self), count)
+    }
+
+    @inline(__always)
+    public func write(_ bytes: UnsafeRawPointer, count: Int, stream: Int32 = 0) -> Int {
+        libssh2_channel_write_ex(raw, stream, bytes.assumingMemoryBound(to: CChar.self), Swift.min(count, Self.maxWrite))
+    }
+
+    public var isEOF: Bool { libssh2_channel_eof(raw) != 0 }
+
+    /// Enlarges our receive window by `bytes` (non-blocking; returns a libssh2 code).
+    public func adjustReceiveWindow(by bytes: UInt) -> Int32 {
+        var window: UInt32 = 0
+        return libssh2_channel_receive_window_adjust2(raw, UInt(bytes), 0, &window)
+    }
+
+    public func sendEOF() -> Int32 { libssh2_channel_send_eof(raw) }
+
+    /// Starts `command` on a "session" channel (exec request). Waits with the session's waiter.
+    public func exec(_ command: String) throws {
+        let rc = try session.drive {
+            libssh2_channel_process_startup(raw, "exec", 4, command, UInt32(command.utf8.count))
+        }
+        if rc != 0 { throw session.lastError("libssh2_channel_process_startup", code: rc) }
+    }
+
+    public var exitStatus: Int32 { libssh2_channel_get_exit_status(raw) }
+
+    public func close() -> Int32 { libssh2_channel_close(raw) }
+
+    /// Frees the channel; returns EAGAIN when libssh2 wants to be called again.
+    public func free() -> Int32 {
+        guard !isFreed else { return 0 }
+        let rc = libssh2_channel_free(raw)
+        if rc != NonBlockingSSHSession.again { isFreed = true }
+        return rc
+    }
+}
+
+/// The "direct-tcpip" channel-open message (RFC 4254 7.2), hand-encoded so the channel can be
+/// opened with `libssh2_channel_open_ex` and a larger window than direct_tcpip_ex hard-codes.
+public enum DirectTCPIP {
+    public static let channelType = "direct-tcpip"
+
+    /// string host, uint32 port, string originator address, uint32 originator port.
+    public static func openMessage(host: String, port: UInt32, originatorHost: String, originatorPort: UInt32) -> [UInt8] {
+        var m: [UInt8] = []
+        m.reserveCapacity(host.utf8.count + originatorHost.utf8.count + 16)
+        func u32(_ v: UInt32) { m.append(contentsOf: [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)]) }
+        func string(_ s: String) { u32(UInt32(s.utf8.count)); m.append(contentsOf: s.utf8) }
+        string(host)
+        u32(port)
+        string(originatorHost)
+        u32(originatorPort)
+        return m
+    }
+}

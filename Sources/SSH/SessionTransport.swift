@@ -1,0 +1,132 @@
+import CLibSSH2
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a non-blocking session's bytes go, through libssh2's SEND/RECV callbacks.
+///
+/// In both kinds SEND accepts the whole buffer into an outbox (never short, never EAGAIN), so
+/// libssh2 never holds a half-sent packet and the "repeat the same call after EAGAIN" rule can
+/// only concern waiting for input (libssh2.md). RECV returns -EAGAIN (errno's -11) when nothing
+/// is there, and 0 only when the carrier really closed. Calls for any other socket (ssh-agent
+/// traffic) pass through to plain send/recv.
+public final class SessionTransport: @unchecked Sendable {
+    public enum Kind: Sendable {
+        /// The session's own TCP socket; the owner flushes `outbox` to it (`flush()`).
+        case tcp
+        /// Another session's channel ("carrier"): `inbox` is filled and `outbox` drained by the
+        /// thread that owns the carrier; `fd` (an eventfd) is readable when `inbox` got data.
+        case carrier
+    }
+
+    public let kind: Kind
+    /// The fd libssh2 knows: the TCP socket, or the inbox eventfd.
+    public let fd: Int32
+    /// Bytes libssh2 sent, waiting to go out (to the socket, or into the carrier channel).
+    public let outbox: ByteQueue
+    /// `.carrier` only: bytes from the carrier for libssh2 to read.
+    public let inbox: ByteQueue
+    /// `.carrier` only: signalled when `inbox` becomes non-empty (owned by this transport).
+    public let inboxWake: WakeFD?
+    /// `.carrier` only: wakes the carrier's thread when `outbox` becomes non-empty or `inbox`
+    /// drops below its high-water mark.
+    public let carrierWake: WakeFD?
+    /// `.tcp` only: the errno of a failed send/recv, or -1 for an orderly close by the peer.
+    public private(set) var socketError: Int32 = 0
+
+    /// A transport over a connected TCP socket (made non-blocking here).
+    public init(tcpSocket: Int32, outboxHighWater: Int = 1 << 20) {
+        kind = .tcp
+        fd = tcpSocket
+        outbox = ByteQueue(highWater: outboxHighWater)
+        inbox = ByteQueue(highWater: 1, initialCapacity: 16)
+        inboxWake = nil
+        carrierWake = nil
+        SocketIO.setNonBlocking(tcpSocket)
+    }
+
+    /// A transport over a carrier channel owned by another thread.
+    public init(carrierWake: WakeFD, highWater: Int = 4 << 20) throws {
+        kind = .carrier
+        let wake = try WakeFD()
+        inboxWake = wake
+        fd = wake.fd
+        self.carrierWake = carrierWake
+        outbox = ByteQueue(highWater: highWater, initialCapacity: 256 * 1024)
+        inbox = ByteQueue(highWater: highWater, initialCapacity: 256 * 1024)
+    }
+
+    // MARK: carrier side (called by the thread that owns the carrier channel)
+
+    /// Puts bytes read from the carrier into the inbox, waking the session's thread if needed.
+    public func deliver(_ bytes: UnsafeRawPointer, count: Int) {
+        if inbox.append(bytes, count: count) { inboxWake?.signal() }
+    }
+
+    /// The carrier is gone: the session reads what is left, then sees the peer close.
+    public func carrierClosed() {
+        inbox.close()
+        inboxWake?.signal()
+    }
+
+    // MARK: tcp side
+
+    /// Writes as much of the outbox to the socket as it takes. Returns false on a socket error
+    /// (see `socketError`); true otherwise (the outbox may still hold bytes: wait for POLLOUT).
+    public func flush() -> Bool {
+        precondition(kind == .tcp)
+        while outbox.count > 0 {
+            var error: Int32 = 0
+            let n = outbox.withFront { pointer, length -> (Int, Int) in
+                let n = Glibc.send(fd, pointer, length, Int32(MSG_NOSIGNAL))
+                if n < 0 { error = errno }
+                return (n, max(n, 0))
+            }
+            if n < 0 {
+                if error == EAGAIN || error == EWOULDBLOCK { return true }
+                if error == EINTR { continue }
+                socketError = error
+                return false
+            }
+        }
+        return true
+    }
+
+    // MARK: libssh2 callbacks
+
+    static let sendCallback: @convention(c) (libssh2_socket_t, UnsafeRawPointer?, Int, Int32,
+                                             UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int = { sock, buffer, length, flags, abstract in
+        guard let abstract, let pointer = abstract.pointee, let buffer else { return -Int(EINVAL) }
+        let transport = Unmanaged<SessionTransport>.fromOpaque(pointer).takeUnretainedValue()
+        if sock != transport.fd {
+            let n = Glibc.send(sock, buffer, length, flags | Int32(MSG_NOSIGNAL))
+            return n < 0 ? -Int(errno) : n
+        }
+        let wasEmpty = transport.outbox.append(buffer, count: length)
+        if wasEmpty { transport.carrierWake?.signal() }
+        return length
+    }
+
+    static let recvCallback: @convention(c) (libssh2_socket_t, UnsafeMutableRawPointer?, Int, Int32,
+                                             UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int = { sock, buffer, length, flags, abstract in
+        guard let abstract, let pointer = abstract.pointee, let buffer else { return -Int(EINVAL) }
+        let transport = Unmanaged<SessionTransport>.fromOpaque(pointer).takeUnretainedValue()
+        if sock != transport.fd || transport.kind == .tcp {
+            let n = Glibc.recv(sock, buffer, length, flags)
+            if n < 0 {
+                let e = errno
+                if sock == transport.fd && e != EAGAIN && e != EWOULDBLOCK && e != EINTR { transport.socketError = e }
+                return -Int(e)
+            }
+            if n == 0 && sock == transport.fd { transport.socketError = -1 }
+            return n
+        }
+        let (n, resumed) = transport.inbox.take(into: buffer, max: length)
+        if resumed { transport.carrierWake?.signal() }
+        if n > 0 { return n }
+        if transport.inbox.isClosedAndEmpty { return 0 }
+        return -Int(EAGAIN)
+    }
+}
+

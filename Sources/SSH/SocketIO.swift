@@ -1,0 +1,160 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Linux eventfd used as a level-triggered wake-up flag between threads, and as the "real fd"
+/// a session over a callback transport needs (libssh2.md). eventfd is not in Swift's Glibc
+/// module, so it is looked up once with dlsym.
+public final class WakeFD: @unchecked Sendable {
+    public let fd: Int32
+
+    private typealias EventFDFunction = @convention(c) (UInt32, Int32) -> Int32
+    private static let eventfdFunction: EventFDFunction? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "eventfd") else { return nil }
+        return unsafeBitCast(symbol, to: EventFDFunction.self)
+    }()
+
+    public init() throws {
+        guard let make = Self.eventfdFunction else {
+            throw SSHError(kind: .other, code: 0, message: "eventfd is not available", call: "eventfd")
+        }
+        let fd = make(0, O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw SSHError(kind: .other, code: 0, message: String(cString: strerror(errno)), call: "eventfd")
+        }
+        self.fd = fd
+    }
+
+    deinit { Glibc.close(fd) }
+
+    /// Makes the fd readable (idempotent until drained).
+    public func signal() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
+    }
+
+    /// Clears the readable state; returns true when it was signalled.
+    @discardableResult
+    public func drain() -> Bool {
+        var value: UInt64 = 0
+        return withUnsafeMutableBytes(of: &value) { Glibc.read(fd, $0.baseAddress, 8) } == 8
+    }
+}
+
+/// Socket helpers the tunnel engine needs (plain POSIX, no libssh2).
+public enum SocketIO {
+    /// Connects to host:port within `timeout` seconds: a blocking fd with TCP_NODELAY set.
+    public static func connectTCP(host: String, port: UInt16, timeout: Double) throws -> Int32 {
+        try TCPSocket.connect(host: host, port: port, timeout: timeout)
+    }
+
+    public static func setNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+    }
+
+    public static func setNoDelay(_ fd: Int32) {
+        setInt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+    }
+
+    /// Dead-peer detection on the outer TCP connection: kernel keepalive probes after `idle`
+    /// seconds, every `interval`, `count` of them; and TCP_USER_TIMEOUT so unacknowledged data
+    /// also fails the connection after `userTimeout` seconds instead of ~15 minutes.
+    public static func setKeepalive(_ fd: Int32, idle: Int, interval: Int, count: Int, userTimeout: Double) {
+        setInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1)
+        setInt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, Int32(max(1, idle)))
+        setInt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, Int32(max(1, interval)))
+        setInt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, Int32(max(1, count)))
+        setInt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, Int32(max(1000, userTimeout * 1000)))
+    }
+
+    /// Sets SO_SNDBUF/SO_RCVBUF (bytes). Optional tuning; the kernel may round.
+    public static func setBuffers(_ fd: Int32, bytes: Int) {
+        setInt(fd, SOL_SOCKET, SO_SNDBUF, Int32(bytes))
+        setInt(fd, SOL_SOCKET, SO_RCVBUF, Int32(bytes))
+    }
+
+    private static func setInt(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) {
+        var v = value
+        setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// A non-blocking listening TCP socket on address:port (IPv4 or IPv6 literal, or a name).
+    /// Port 0 picks a free port; see `localPort(of:)`. Throws with errno (EADDRINUSE when taken).
+    public static func listen(address: String, port: UInt16, backlog: Int32 = 128) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(address, String(port), &hints, &result)
+        guard rc == 0, let ai = result else {
+            throw ListenError(errno: 0, message: "cannot resolve \(address): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(result) }
+        let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
+        guard fd >= 0 else { throw ListenError(errno: errno, message: String(cString: strerror(errno))) }
+        setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+        guard bind(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, Glibc.listen(fd, backlog) == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw ListenError(errno: e, message: String(cString: strerror(e)))
+        }
+        setNonBlocking(fd)
+        return fd
+    }
+
+    public struct ListenError: Error, CustomStringConvertible {
+        public var errno: Int32
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// The port a bound socket listens on.
+    public static func localPort(of fd: Int32) -> UInt16 {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { return 0 }
+        let family = storage.ss_family
+        return withUnsafePointer(to: &storage) { p -> UInt16 in
+            if family == sa_family_t(AF_INET6) {
+                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+            }
+            return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+        }
+    }
+
+    /// Accepts one pending connection as a non-blocking, close-on-exec, TCP_NODELAY fd, with the
+    /// peer's "ip:port"; nil when none is pending.
+    public static func accept(_ listener: Int32) -> (fd: Int32, peer: String)? {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.accept(listener, $0, &len) }
+        }
+        guard fd >= 0 else { return nil }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        setNonBlocking(fd)
+        setNoDelay(fd)
+        return (fd, peerName(storage))
+    }
+
+    static func peerName(_ storage: sockaddr_storage) -> String {
+        var s = storage
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var serv = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        let rc = withUnsafePointer(to: &s) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, socklen_t(MemoryLayout<sockaddr_storage>.size), &host, socklen_t(host.count),
+                            &serv, socklen_t(serv.count), NI_NUMERICHOST | NI_NUMERICSERV)
+            }
+        }
+        guard rc == 0 else { return "?" }
+        func text(_ c: [CChar]) -> String { String(decoding: c.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        return "\(text(host)):\(text(serv))"
+    }
+}
