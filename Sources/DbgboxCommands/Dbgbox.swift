@@ -17,6 +17,7 @@ public struct Dbgbox: ParsableCommand {
             Image.self,
             Container.self,
             Cleanup.self,
+            Ide.self,
         ]
     )
 

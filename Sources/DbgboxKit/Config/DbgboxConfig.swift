@@ -51,11 +51,57 @@ public struct GPUProfile: Sendable, Equatable, Codable {
 /// Letters are letters and digits starting with a letter; `none` is reserved.
 /// Built-in: P (P100) `--cpus 8 --memory 28G --memory-swap 28G`, V (V100) `--cpus 16`,
 /// G (GTX 1080) and GT (GTX 1080 Ti) `--cpus 5 --memory 28G --memory-swap 28G`.
+///
+/// Session defaults and named profiles (all keys optional; see `DbgboxSettings`):
+///
+/// ```yaml
+/// defaults:
+///   login: alice@login.cluster.example    # --login
+///   key: ~/.ssh/id_dbgbox.pub             # --key
+///   gpu: none                             # --gpu
+///   port: auto                            # --port: auto or 1024-65535
+///   ttl: 12h                              # --ttl
+///   base: debian:bookworm                 # --base
+///   image: alice/ssh:latest               # --image
+///   mounts: [/data:/data, /scratch:/scratch:ro]
+/// profiles:
+///   v100:
+///     node: gpu07                         # --node
+///     gpu: V
+///   big: {node: gpu12, gpu: A, ttl: 2d}
+/// ```
+///
+/// `settings(profile:)` gives `defaults:` overlaid with the profile's keys; the command line then
+/// overrides that, and what is still unset falls to ~/.ssh/config (for the login host) and then to
+/// built-in defaults. Unknown keys are errors naming the file and the key.
 public struct DbgboxConfig: Sendable, Equatable {
     public var gpuProfiles: [String: GPUProfile]
+    /// `defaults:`.
+    public var defaults: DbgboxSettings
+    /// `profiles:`, by name.
+    public var profiles: [String: DbgboxSettings]
+    /// The file this was read from, for errors; nil for the built-in configuration.
+    public var sourcePath: String?
 
-    public init(gpuProfiles: [String: GPUProfile] = DbgboxConfig.builtinGPUProfiles) {
+    public init(gpuProfiles: [String: GPUProfile] = DbgboxConfig.builtinGPUProfiles,
+                defaults: DbgboxSettings = DbgboxSettings(), profiles: [String: DbgboxSettings] = [:],
+                sourcePath: String? = nil) {
         self.gpuProfiles = gpuProfiles
+        self.defaults = defaults
+        self.profiles = profiles
+        self.sourcePath = sourcePath
+    }
+
+    /// The top-level keys of the file.
+    public static let topLevelKeys = ["defaults", "gpu_profiles", "profiles"]
+
+    /// `defaults:` overlaid with `profiles.NAME` (nil: the defaults alone).
+    public func settings(profile: String?) throws -> DbgboxSettings {
+        guard let profile else { return defaults }
+        guard let chosen = profiles[profile] else {
+            throw ConfigError.unknownProfile(profile, path: sourcePath, known: profiles.keys.sorted())
+        }
+        return chosen.filling(from: defaults)
     }
 
     /// The original scripts' profiles, kept as they were.
@@ -85,11 +131,26 @@ public struct DbgboxConfig: Sendable, Equatable {
         }
         var config = DbgboxConfig()
         guard let root else { return config }
+        config.sourcePath = path
         guard let top = root as? [String: Any] else {
             throw ConfigError.malformed(path: path, why: "the top level must be a mapping such as `gpu_profiles: {...}`")
         }
-        for key in top.keys where key != "gpu_profiles" {
-            throw ConfigError.malformed(path: path, why: "unknown key `\(key)` (known: gpu_profiles)")
+        for key in top.keys.sorted() where !topLevelKeys.contains(key) {
+            throw ConfigError.malformed(path: path, why: "unknown key `\(key)` (known: \(topLevelKeys.joined(separator: ", ")))")
+        }
+        if let rawDefaults = top["defaults"] {
+            config.defaults = try DbgboxSettings.parse(rawDefaults, context: "defaults", path: path)
+        }
+        if let rawNamed = top["profiles"], !(rawNamed is NSNull) {
+            guard let named = rawNamed as? [String: Any] else {
+                throw ConfigError.malformed(path: path, why: "profiles must map names to settings, e.g. `v100: {node: gpu07, gpu: V}`")
+            }
+            for (name, raw) in named {
+                guard isValidProfileName(name) else {
+                    throw ConfigError.malformed(path: path, why: "profile name `\(name)` must be letters, digits, '-' and '_'")
+                }
+                config.profiles[name] = try DbgboxSettings.parse(raw, context: "profiles.\(name)", path: path)
+            }
         }
         guard let rawProfiles = top["gpu_profiles"] else { return config }
         if rawProfiles is NSNull { return config }
@@ -137,6 +198,10 @@ public struct DbgboxConfig: Sendable, Equatable {
         return s.unicodeScalars.allSatisfy { $0.isASCII && CharacterSet.alphanumerics.contains($0) }
     }
 
+    static func isValidProfileName(_ s: String) -> Bool {
+        !s.isEmpty && s.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_") }
+    }
+
     static func isValidSize(_ s: String) -> Bool {
         s.range(of: #"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$"#, options: .regularExpression) != nil
     }
@@ -153,11 +218,17 @@ public struct DbgboxConfig: Sendable, Equatable {
 
 public enum ConfigError: UserFacingError, Equatable {
     case malformed(path: String, why: String)
+    /// `--profile NAME` names no profile; `path` is nil when there is no config file.
+    case unknownProfile(String, path: String?, known: [String])
 
     public var description: String {
         switch self {
         case .malformed(let path, let why):
             return "config file \(path) is malformed: \(why): fix or remove it"
+        case .unknownProfile(let name, let path, let known):
+            let file = path ?? "~/.config/dbgbox/config.yaml (which does not exist)"
+            let choices = known.isEmpty ? "it defines no profiles" : "known: \(known.joined(separator: ", "))"
+            return "no profile `\(name)` in \(file) (\(choices)): use one of those, or add it under `profiles:`"
         }
     }
 }
