@@ -18,6 +18,7 @@ public struct Dbgbox: ParsableCommand {
             Container.self,
             Cleanup.self,
             Ide.self,
+            TunnelCommand.self,
         ]
     )
 

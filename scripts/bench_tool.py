@@ -1,0 +1,546 @@
+#!/usr/bin/env python3
+"""Helper for scripts/bench.sh (Python 3 standard library only). A benchmark, not a test.
+
+  bench_tool.py server --port N [--bind 127.0.0.1] [--lifetime S]
+      The target: a TCP server. Each connection starts with a 13-byte header
+      (1 byte mode, u64 big-endian length, u32 big-endian seed):
+        D/d  download: send LENGTH bytes of the seed's pattern, then close
+        U/u  upload: read until LENGTH bytes (or EOF), reply u64 count + u32 crc32 (crc only for 'u')
+        E    echo everything until EOF
+  bench_tool.py run --tunnel NAME=PORT=PID[,PID...] ... [--quick] [--json FILE]
+      Runs every measurement against each local port, alternating tunnels per metric, and prints
+      the figures, ratios and targets. PIDs are the tunnel processes (VmHWM, CPU).
+  bench_tool.py facts     machine facts
+
+Every loop has a count; every socket operation has a timeout; every metric has a deadline.
+"""
+import argparse
+import json
+import os
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+import zlib
+
+HDR = struct.Struct(">cQI")
+BLOCK = 256 * 1024
+IO_TIMEOUT = 30.0
+MiB = 1024 * 1024
+
+_blocks = {}
+_blocks_lock = threading.Lock()
+
+
+def block(seed):
+    """The 256 KiB pattern block of a seed; a stream is this block repeated."""
+    with _blocks_lock:
+        b = _blocks.get(seed)
+        if b is None:
+            b = random.Random(seed).randbytes(BLOCK)
+            if len(_blocks) < 256:
+                _blocks[seed] = b
+        return b
+
+
+def pattern_crc(seed, length):
+    crc, left, blk = 0, length, block(seed)
+    while left > 0:
+        n = min(left, BLOCK)
+        crc = zlib.crc32(memoryview(blk)[:n], crc)
+        left -= n
+    return crc
+
+
+def recv_exact(sock, n):
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        r = sock.recv_into(view[got:], n - got)
+        if r == 0:
+            raise ConnectionError("EOF after %d of %d bytes" % (got, n))
+        got += r
+    return bytes(buf)
+
+
+def send_pattern(sock, seed, length):
+    blk = memoryview(block(seed))
+    left = length
+    while left > 0:
+        n = min(left, BLOCK)
+        sock.sendall(blk[:n])
+        left -= n
+
+
+# --------------------------------------------------------------------------------------------- server
+
+def serve_conn(conn):
+    try:
+        conn.settimeout(120.0)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        mode, length, seed = HDR.unpack(recv_exact(conn, HDR.size))
+        if mode in (b"D", b"d"):
+            send_pattern(conn, seed, length)
+        elif mode in (b"U", b"u"):
+            buf = bytearray(1024 * 1024)
+            view = memoryview(buf)
+            got, crc, check = 0, 0, mode == b"u"
+            while got < length:
+                r = conn.recv_into(view, min(len(buf), length - got))
+                if r == 0:
+                    break
+                if check:
+                    crc = zlib.crc32(view[:r], crc)
+                got += r
+            conn.sendall(struct.pack(">QI", got, crc))
+        elif mode == b"E":
+            for _ in range(100_000_000):
+                data = conn.recv(65536)
+                if not data:
+                    break
+                conn.sendall(data)
+        try:
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(5.0)
+            conn.recv(1)  # wait for the peer to close: the last bytes are not cut off by a reset
+        except OSError:
+            pass
+    except (OSError, ConnectionError, struct.error):
+        pass
+    finally:
+        conn.close()
+
+
+def cmd_server(a):
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((a.bind, a.port))
+    ls.listen(1024)
+    ls.settimeout(1.0)
+    print("listening %s:%d" % (a.bind, a.port), flush=True)
+    deadline = time.monotonic() + a.lifetime
+    while time.monotonic() < deadline:
+        try:
+            conn, _ = ls.accept()
+        except socket.timeout:
+            continue
+        threading.Thread(target=serve_conn, args=(conn,), daemon=True).start()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- client
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def m_download(port, nbytes):
+    s = connect(port)
+    try:
+        buf = bytearray(1024 * 1024)
+        view = memoryview(buf)
+        t0 = time.perf_counter()
+        s.sendall(HDR.pack(b"D", nbytes, 1))
+        got = 0
+        while got < nbytes:
+            r = s.recv_into(view, min(len(buf), nbytes - got))
+            if r == 0:
+                raise ConnectionError("download: EOF after %d of %d bytes" % (got, nbytes))
+            got += r
+        t1 = time.perf_counter()
+    finally:
+        s.close()
+    return {"mibs": nbytes / MiB / (t1 - t0), "seconds": t1 - t0}
+
+
+def m_upload(port, nbytes):
+    s = connect(port)
+    try:
+        t0 = time.perf_counter()
+        s.sendall(HDR.pack(b"U", nbytes, 1))
+        send_pattern(s, 1, nbytes)
+        count, _ = struct.unpack(">QI", recv_exact(s, 12))
+        t1 = time.perf_counter()
+    finally:
+        s.close()
+    if count != nbytes:
+        raise ConnectionError("upload: server got %d of %d bytes" % (count, nbytes))
+    return {"mibs": nbytes / MiB / (t1 - t0), "seconds": t1 - t0}
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))
+    return v[k]
+
+
+def m_rtt(port, count, size=64, warmup=50):
+    s = connect(port)
+    samples = []
+    try:
+        s.sendall(HDR.pack(b"E", 0, 0))
+        msg = os.urandom(size)
+        for i in range(warmup + count):
+            t0 = time.perf_counter()
+            s.sendall(msg)
+            back = recv_exact(s, size)
+            t1 = time.perf_counter()
+            if back != msg:
+                raise ConnectionError("echo: wrong bytes back")
+            if i >= warmup:
+                samples.append((t1 - t0) * 1e6)
+    finally:
+        s.close()
+    return {"p50_us": pct(samples, 50), "p99_us": pct(samples, 99), "mean_us": sum(samples) / len(samples),
+            "count": len(samples)}
+
+
+def m_connect(port, count, warmup=5):
+    samples = []
+    hdr = HDR.pack(b"E", 0, 0) + b"x"
+    for i in range(warmup + count):
+        t0 = time.perf_counter()
+        s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(hdr)
+            if recv_exact(s, 1) != b"x":
+                raise ConnectionError("connect: wrong first byte")
+            t1 = time.perf_counter()
+        finally:
+            s.close()
+        if i >= warmup:
+            samples.append((t1 - t0) * 1e6)
+    return {"p50_us": pct(samples, 50), "p90_us": pct(samples, 90), "count": len(samples)}
+
+
+def read_status(pid):
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmHWM", "VmRSS", "Threads"):
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def reset_hwm(pid):
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def m_streams(port, pids, nstreams, each):
+    """nstreams concurrent connections: even ones download, odd ones upload, `each` bytes, crc32-checked."""
+    expected = {i: pattern_crc(1000 + i, each) for i in range(0, nstreams, 2)}
+    hwm_before = sum(read_status(p).get("VmHWM", 0) for p in pids)
+    for pid in pids:
+        reset_hwm(pid)
+    results = [None] * nstreams
+    barrier = threading.Barrier(nstreams + 1, timeout=60)
+    stop_sampling = threading.Event()
+    peak_rss = [0]
+
+    def sampler():
+        for _ in range(100000):
+            total = sum(read_status(p).get("VmRSS", 0) for p in pids)
+            peak_rss[0] = max(peak_rss[0], total)
+            if stop_sampling.wait(0.05):
+                break
+
+    def worker(i):
+        seed = 1000 + i
+        try:
+            s = connect(port)
+        except OSError as e:
+            results[i] = "connect: %s" % e
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+            return
+        try:
+            barrier.wait()
+            if i % 2 == 0:
+                s.sendall(HDR.pack(b"d", each, seed))
+                buf = bytearray(256 * 1024)
+                view = memoryview(buf)
+                got, crc = 0, 0
+                while got < each:
+                    r = s.recv_into(view, min(len(buf), each - got))
+                    if r == 0:
+                        break
+                    crc = zlib.crc32(view[:r], crc)
+                    got += r
+                results[i] = True if (got == each and crc == expected[i]) else "download %d/%d crc %08x" % (got, each, crc)
+            else:
+                s.sendall(HDR.pack(b"u", each, seed))
+                send_pattern(s, seed, each)
+                count, crc = struct.unpack(">QI", recv_exact(s, 12))
+                results[i] = True if (count == each and crc == pattern_crc(seed, each)) else "upload %d/%d" % (count, each)
+        except (OSError, ConnectionError, threading.BrokenBarrierError) as e:
+            results[i] = "%s: %s" % (type(e).__name__, e)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(nstreams)]
+    samp = threading.Thread(target=sampler, daemon=True)
+    for t in threads:
+        t.start()
+    samp.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + 180
+    for t in threads:
+        t.join(max(0.1, deadline - time.monotonic()))
+    t1 = time.perf_counter()
+    stop_sampling.set()
+    samp.join(5)
+    ok = sum(1 for r in results if r is True)
+    errors = [r for r in results if r is not True][:3]
+    hwm = sum(read_status(p).get("VmHWM", 0) for p in pids)
+    return {"mibs": nstreams * each / MiB / (t1 - t0), "seconds": t1 - t0, "ok": ok, "n": nstreams,
+            "errors": [str(e) for e in errors], "hwm_kib": hwm, "hwm_before_kib": hwm_before, "peak_rss_sampled_kib": peak_rss[0]}
+
+
+# --------------------------------------------------------------------------------------------- CPU accounting
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot():
+    """(pid, tid) -> (process comm, thread comm, CPU ticks) for every thread on the machine."""
+    snap = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                pcomm = f.read().strip()
+            tids = os.listdir("/proc/%s/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%s/task/%s/stat" % (pid, tid)) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            rp = st.rfind(")")
+            tcomm = st[st.find("(") + 1:rp]
+            fields = st[rp + 2:].split()
+            snap[(int(pid), int(tid))] = (pcomm, tcomm, int(fields[11]) + int(fields[12]))
+    return snap
+
+
+def cpu_diff(before, after, wall, top=8):
+    rows = []
+    for key, (pcomm, tcomm, ticks) in after.items():
+        prev = before.get(key, (None, None, 0))[2]
+        d = (ticks - prev) / HZ
+        if d > 0:
+            rows.append((d, key[0], key[1], pcomm, tcomm))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows)
+    return {"wall": wall, "total_cpu": total,
+            "top": [{"cpu_s": round(r[0], 2), "pct": round(100 * r[0] / wall, 1), "pid": r[1], "tid": r[2],
+                     "proc": r[3], "thread": r[4]} for r in rows[:top]]}
+
+
+# --------------------------------------------------------------------------------------------- run + report
+
+def netns_ino(path):
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+LOGIN_NS_INO = netns_ino("/run/netns/dbgbox-login")
+LAPTOP_NS_INO = netns_ino("/run/netns/dbgbox-laptop")
+
+
+def auto_label(pid, pcomm):
+    if pid == os.getpid():
+        return "client"
+    if pcomm == "sshd":
+        ino = netns_ino("/proc/%d/ns/net" % pid)
+        return "sshd@login" if ino == LOGIN_NS_INO else "sshd@laptop?" if ino == LAPTOP_NS_INO else "sshd@node"
+    return pcomm
+
+
+def fmt_cpu(cpu, labels):
+    out = []
+    for r in cpu["top"]:
+        if r["pct"] < 3:
+            continue
+        who = labels.get(r["pid"]) or auto_label(r["pid"], r["proc"])
+        name = who if r["thread"] == r["proc"] else "%s/%s" % (who, r["thread"])
+        out.append("%s[%d] %.0f%%" % (name, r["tid"], r["pct"]))
+    return ", ".join(out)
+
+
+def cmd_run(a):
+    tunnels = []
+    for spec in a.tunnel:
+        name, port, pids = spec.split("=", 2)
+        tunnels.append((name, int(port), [int(p) for p in pids.split(",") if p]))
+    size = (128 if a.quick else 1024) * MiB
+    rtt_n = 500 if a.quick else 2000
+    conn_n = 50 if a.quick else 200
+    streams_n, each = 64, (4 if a.quick else 16) * MiB
+    labels = {}
+    for name, _, pids in tunnels:
+        for p in pids:
+            labels[p] = "%s:%s" % (name, open("/proc/%d/comm" % p).read().strip() if os.path.exists("/proc/%d" % p) else "?")
+    labels.update({int(k): v for k, v in (x.split("=", 1) for x in a.label)})
+
+    metrics = [
+        ("download", "%d MiB download" % (size // MiB), lambda port, pids: m_download(port, size)),
+        ("upload", "%d MiB upload" % (size // MiB), lambda port, pids: m_upload(port, size)),
+        ("rtt", "64 B echo RTT x%d" % rtt_n, lambda port, pids: m_rtt(port, rtt_n)),
+        ("connect", "connect→first byte x%d" % conn_n, lambda port, pids: m_connect(port, conn_n)),
+        ("streams", "%d streams x %d MiB" % (streams_n, each // MiB), lambda port, pids: m_streams(port, pids, streams_n, each)),
+    ]
+    res = {name: {} for name, _, _ in tunnels}
+    for key, title, fn in metrics:
+        for name, port, pids in tunnels:
+            before, t0 = cpu_snapshot(), time.perf_counter()
+            try:
+                r = fn(port, pids)
+            except (OSError, ConnectionError) as e:
+                r = {"error": "%s: %s" % (type(e).__name__, e)}
+            wall = time.perf_counter() - t0
+            r["cpu"] = cpu_diff(before, cpu_snapshot(), wall)
+            r["hwm_total_kib"] = sum(read_status(p).get("VmHWM", 0) for p in pids)
+            res[name][key] = r
+            print("  %-26s %-8s %s" % (title, name, short(key, r)), flush=True)
+            print("      CPU: %s" % fmt_cpu(r["cpu"], labels), flush=True)
+        time.sleep(0.5)
+    for name, _, pids in tunnels:
+        res[name]["threads"] = sum(read_status(p).get("Threads", 0) for p in pids)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    report(res, [t[0] for t in tunnels], size, rtt_n, conn_n, streams_n, each)
+    return 0
+
+
+def short(key, r):
+    if "error" in r:
+        return "ERROR " + r["error"]
+    if key in ("download", "upload"):
+        return "%.1f MiB/s (%.2f s)" % (r["mibs"], r["seconds"])
+    if key == "rtt":
+        return "p50 %.0f µs  p99 %.0f µs  mean %.0f µs" % (r["p50_us"], r["p99_us"], r["mean_us"])
+    if key == "connect":
+        return "p50 %.0f µs  p90 %.0f µs" % (r["p50_us"], r["p90_us"])
+    if key == "streams":
+        return "%.1f MiB/s aggregate, %d/%d checksums ok, VmHWM %.1f MiB%s" % (
+            r["mibs"], r["ok"], r["n"], r["hwm_kib"] / 1024, (" errors: %s" % r["errors"]) if r["errors"] else "")
+    return str(r)
+
+
+def report(res, names, size, rtt_n, conn_n, streams_n, each):
+    d, o = names[0], names[1]
+    D, O = res[d], res[o]
+
+    def get(side, key, field):
+        v = side.get(key, {})
+        return v.get(field) if "error" not in v else None
+
+    rows = [
+        ("%d MiB download (MiB/s)" % (size // MiB), "download", "mibs", "higher", "%.1f", (">=", 1.1)),
+        ("%d MiB upload (MiB/s)" % (size // MiB), "upload", "mibs", "higher", "%.1f", (">=", 1.1)),
+        ("%d streams x %d MiB (MiB/s)" % (streams_n, each // MiB), "streams", "mibs", "higher", "%.1f", (">=", 1.1)),
+        ("64 B RTT p50 (µs)", "rtt", "p50_us", "lower", "%.0f", ("<=", 0.9)),
+        ("64 B RTT p99 (µs)", "rtt", "p99_us", "lower", "%.0f", None),
+        ("connect→1st byte p50 (µs)", "connect", "p50_us", "lower", "%.0f", ("<=", 1.0)),
+        ("connect→1st byte p90 (µs)", "connect", "p90_us", "lower", "%.0f", None),
+        ("peak RSS, 64 streams (MiB)", "streams", "hwm_kib", "lower", "%.1f", None),
+        ("peak RSS before streams (MiB)", "streams", "hwm_before_kib", "lower", "%.1f", None),
+    ]
+    print()
+    print("== figures (%s = dbgbox tunnel; %s = ssh -L with ProxyCommand ssh -W) ==" % (d, o))
+    print("%-30s %12s %12s %10s  %s" % ("metric", d, o, "ratio", "ratio is %s/%s" % (d, o)))
+    verdicts = []
+    for label, key, field, better, fmt, target in rows:
+        a, b = get(D, key, field), get(O, key, field)
+        scale = 1024.0 if field.endswith("kib") else 1.0
+        sa = (fmt % (a / scale)) if a is not None else "n/a"
+        sb = (fmt % (b / scale)) if b is not None else "n/a"
+        ratio = (a / b) if (a is not None and b) else None
+        sr = "%.2fx" % ratio if ratio is not None else "n/a"
+        print("%-30s %12s %12s %10s  (%s is better)" % (label, sa, sb, sr, better))
+        if target:
+            op, t = target
+            met = ratio is not None and (ratio >= t if op == ">=" else ratio <= t)
+            verdicts.append(("%s: %s/%s %s %.1f" % (label.split(" (")[0], d, o, op, t), sr, met))
+    hwm = get(D, "streams", "hwm_kib")
+    ok_d, ok_o = get(D, "streams", "ok"), get(O, "streams", "ok")
+    limit_kib = 30e6 / 1024  # 30 MB = 30,000,000 bytes
+    verdicts.append(("%s VmHWM with %d streams <= 30 MB" % (d, streams_n),
+                     "%.1f MB" % (hwm * 1024 / 1e6) if hwm is not None else "n/a",
+                     hwm is not None and hwm <= limit_kib))
+    print()
+    print("== targets (issue 3) ==")
+    for what, value, met in verdicts:
+        print("  %-52s %-10s %s" % (what, value, "MET" if met else "NOT MET"))
+    print("  checksums: %s %s/%d ok, %s %s/%d ok" % (d, ok_d, streams_n, o, ok_o, streams_n))
+    print("  threads in the tunnel process(es) at the end: %s %s, %s %s" % (d, D.get("threads"), o, O.get("threads")))
+
+
+def cmd_facts(a):
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            txt = f.read()
+        flags = " ".join(x for x in ("aes", "avx2", "sha_ni", "vaes") if (" %s " % x) in txt)
+    except OSError:
+        pass
+    print("nproc: %d" % os.cpu_count())
+    print("cpu: %s (flags: %s)" % (model, flags))
+    print("kernel: %s" % " ".join(os.uname()[2:4]))
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("server")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--bind", default="127.0.0.1")
+    s.add_argument("--lifetime", type=float, default=1800)
+    r = sub.add_parser("run")
+    r.add_argument("--tunnel", action="append", required=True, help="NAME=PORT=PID[,PID]")
+    r.add_argument("--label", action="append", default=[], help="PID=label for the CPU lines")
+    r.add_argument("--quick", action="store_true")
+    r.add_argument("--json")
+    sub.add_parser("facts")
+    a = p.parse_args()
+    return {"server": cmd_server, "run": cmd_run, "facts": cmd_facts}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
