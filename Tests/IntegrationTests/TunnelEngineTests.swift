@@ -179,45 +179,6 @@ final class TunnelEngineTests: XCTestCase {
         XCTAssertEqual(tunnel.stats.reconnects, 1)
     }
 
-    /// Not a test: 1 GiB each way through the engine and through OpenSSH's equivalent
-    /// (`ssh -o ProxyCommand='ssh -W %h:%p LOGIN' -N -L M:127.0.0.1:N NODE`). Runs only with
-    /// DBGBOX_TUNNEL_BENCH=1 (use a release build).
-    func testBenchmarkAgainstOpenSSH() throws {
-        try XCTSkipUnless(IT.env["DBGBOX_TUNNEL_BENCH"] != nil, "set DBGBOX_TUNNEL_BENCH=1")
-        let size = 1 << 30
-        let (tunnel, stop) = try startTunnel(configuration(), delegate: delegate())
-        let ours = try measure(port: tunnel.localPort, size: size)
-        stop()
-
-        let userKey = "\(dir)/user_key"
-        try FileManager.default.copyItem(atPath: keyPath, toPath: userKey)
-        let knownHosts = "\(dir)/known_hosts"
-        try (login.knownHostsLine + "\n" + node.knownHostsLine + "\n").write(toFile: knownHosts, atomically: true, encoding: .utf8)
-        _ = try IT.runner.run(["chown", "\(IT.user.uid):\(IT.user.gid)", userKey, knownHosts])
-        _ = try IT.runner.run(["chmod", "600", userKey])
-        let common = "-F /dev/null -i \(userKey) -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=\(knownHosts)"
-        let local = Int(try TestSSHD.freePort())
-        let ssh = try ChildProcess(["runuser", "-u", IT.testUser, "--", "ssh"] + common.split(separator: " ").map(String.init)
-            + ["-o", "ProxyCommand=ssh \(common) -p \(login.port) -W %h:%p \(IT.testUser)@127.0.0.1",
-               "-p", String(node.port), "-N", "-L", "\(local):127.0.0.1:\(target.port)", "\(IT.testUser)@127.0.0.1"],
-            stdout: .null, stderr: .file("\(dir)/ssh.log"))
-        defer { ssh.signal(SIGTERM); ssh.wait() }
-        try login.waitForListening(port: UInt16(local), timeout: 10)
-        let theirs = try measure(port: local, size: size)
-        func mibs(_ s: Double) -> String { String(format: "%.0f MiB/s", Double(size) / s / 1048576) }
-        print("bench: download 1 GiB: dbgbox \(mibs(ours.down)) openssh \(mibs(theirs.down)) ratio \(String(format: "%.2f", theirs.down / ours.down))")
-        print("bench: upload 1 GiB: dbgbox \(mibs(ours.up)) openssh \(mibs(theirs.up)) ratio \(String(format: "%.2f", theirs.up / ours.up))")
-    }
-
-    private func measure(port: Int, size: Int) throws -> (up: Double, down: Double) {
-        var t0 = Date()
-        XCTAssertTrue(try Self.download(port: port, size: size, seed: 1))
-        let down = Date().timeIntervalSince(t0)
-        t0 = Date()
-        XCTAssertTrue(try Self.upload(port: port, size: size, seed: 2))
-        return (Date().timeIntervalSince(t0), down)
-    }
-
     // (6) Errors name the hop.
     func testWrongKeyNamesTheHop() throws {
         let other = "\(dir)/other"
