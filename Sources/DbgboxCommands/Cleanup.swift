@@ -8,7 +8,9 @@ struct Cleanup: ParsableCommand {
         discussion: """
         With --container, that container; with only --port, your containers on that port; with neither, \
         all your containers. Also removes their pinned host keys and every [127.0.0.1]:PORT and \
-        [localhost]:PORT entry in your known_hosts (a backup stays as known_hosts.old).
+        [localhost]:PORT entry in your known_hosts (a backup stays as known_hosts.old): ~/.ssh/known_hosts, \
+        or the file given with --known-hosts (with --node, --known-hosts is the hops' file and \
+        ~/.ssh/known_hosts of this machine is cleaned).
         Example: dbgbox cleanup --container alice_01234 --dry-run
         """)
 
@@ -18,16 +20,14 @@ struct Cleanup: ParsableCommand {
     @Option(help: "The port whose known_hosts entries to remove (default: the container's).")
     var port: String?
 
-    @Option(name: .customLong("known-hosts"), help: "The known_hosts file to clean (default: ~/.ssh/known_hosts).")
-    var knownHosts: String?
-
     @Flag(name: .customLong("dry-run"), help: "Show what would be removed, change nothing.")
     var dryRun = false
 
     @OptionGroup var userOptions: UserOptions
 
+    @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
+
     func run() throws {
-        let user = try userOptions.identity()
         var portNumber: UInt16?
         if let port {
             guard case .fixed(let p) = try PortRequest.parse(port) else {
@@ -35,10 +35,16 @@ struct Cleanup: ParsableCommand {
             }
             portNumber = p
         }
-        let home = ContainerWiring.dotHome(user, options: userOptions)
-        let report = try ContainerWiring.service().cleanup(
+        let (_, node) = try remote.environment()
+        defer { node.close() }
+        let user = try node.identity(requested: userOptions.user)
+        let home = ContainerWiring.dotHome(user, options: userOptions, node: node)
+        // With --node, --known-hosts names the hops' file; the entries to clean are this machine's
+        // (its ssh reaches the container through a tunnel on 127.0.0.1), in ~/.ssh/known_hosts.
+        let cleanedKnownHosts = remote.isRemote ? nil : remote.knownHosts.map(ContainerWiring.absolute)
+        let report = try ContainerWiring.service(node).cleanup(
             user: user, container: container, port: portNumber,
-            knownHostsPath: knownHosts.map(ContainerWiring.absolute) ?? "\(home)/.ssh/known_hosts",
+            knownHostsPath: cleanedKnownHosts ?? "\(home)/.ssh/known_hosts",
             pinnedPath: PinnedHostKeys.defaultPath(home: home), dryRun: dryRun)
         let verb = dryRun ? "would remove" : "removed"
         for name in report.containers { print("\(verb) container \(name)") }

@@ -10,15 +10,17 @@ struct Container: ParsableCommand {
 
 /// The production wiring of the container domain, shared by the container and cleanup commands.
 enum ContainerWiring {
-    static func service() -> ContainerService {
-        ContainerService(docker: DockerClient(runner: LocalProcessRunner()))
+    static func service(_ node: NodeEnvironment = .local()) -> ContainerService {
+        ContainerService(docker: DockerClient(runner: node.runner), portProbe: node.portProbe)
     }
 
     /// Where the user's dot files live (keys, known_hosts, config): $HOME when acting for yourself,
     /// as ssh and `dbgbox keygen` do; with --user, that user's passwd home. The container mounts the
     /// passwd home, which is what the image was built with.
-    static func dotHome(_ user: UserIdentity, options: UserOptions) -> String {
+    static func dotHome(_ user: UserIdentity, options: UserOptions, node: NodeEnvironment = .local()) -> String {
         if options.user == nil, let home = ProcessInfo.processInfo.environment["HOME"], home.hasPrefix("/") { return home }
+        // Remote: `user` is the node's user; the dot files are this machine's.
+        if node.isRemote, let me = UserIdentity.lookup(uid: getuid()) { return me.home }
         return user.home
     }
 

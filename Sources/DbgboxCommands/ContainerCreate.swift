@@ -42,33 +42,42 @@ struct ContainerCreate: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
-    func run() throws {
-        let user = try userOptions.identity()
-        let fs = LocalFileSystem()
-        let env = ProcessInfo.processInfo.environment
-        let runner = LocalProcessRunner()
+    @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
 
+    func run() throws {
         guard let runtime = GPURuntime(rawValue: gpuRuntime) else {
             throw DbgboxError("--gpu-runtime '\(gpuRuntime)' is unknown: use gpus or nvidia")
         }
         let ttlValue = try TTL.parse(ttl)
         let portRequest = try PortRequest.parse(port)
+        let (runner, node) = try remote.environment()
+        defer { node.close() }
+        let user = try node.identity(requested: userOptions.user)
+        // Keys and config are this machine's; mount sources and the GPU allocation are the node's.
+        let fs = LocalFileSystem()
+        let nodeFiles = node.files
+
         var mounts: [BindMount] = []
-        for list in mountLists { mounts += try BindMount.parseList(list, fs: fs) }
-        for volume in volumes { mounts.append(try BindMount.parseVolume(volume, fs: fs)) }
+        for list in mountLists { mounts += try BindMount.parseList(list, fs: nodeFiles) }
+        for volume in volumes { mounts.append(try BindMount.parseVolume(volume, fs: nodeFiles)) }
         try ContainerSpec.checkMountTargets(mounts, home: user.home)
 
-        let home = ContainerWiring.dotHome(user, options: userOptions)
+        let home = ContainerWiring.dotHome(user, options: userOptions, node: node)
         let keyPath = key.map(ContainerWiring.absolute) ?? AuthorizedKey.defaultPath(home: home)
         let authorized = try AuthorizedKey.load(path: keyPath, fs: fs)
 
         let config = try DbgboxConfig.load(path: DbgboxConfig.defaultPath(home: home), fs: fs)
         let request = try GPURequest.parse(gpu, profiles: config.gpuProfiles)
-        let selection = try GPUResolver(profiles: config.gpuProfiles, environment: env, runner: runner, fs: fs)
-            .resolve(request, runtime: runtime)
+        let selection: GPUSelection
+        do {
+            var env: [String: String] = [:]
+            if case .profile = request { env = try node.gpuVariables() }
+            selection = try GPUResolver(profiles: config.gpuProfiles, environment: env, runner: runner, fs: nodeFiles)
+                .resolve(request, runtime: runtime)
+        } catch { throw node.explain(error) }
         for warning in selection.warnings { ContainerWiring.warn(warning) }
 
-        let service = ContainerWiring.service()
+        let service = ContainerWiring.service(node)
         let created = try service.create(
             ContainerCreateRequest(user: user, image: image ?? ContainerCreateRequest.defaultImage(for: user),
                                    gpu: selection, port: portRequest, mounts: mounts,
@@ -89,7 +98,7 @@ struct ContainerCreate: ParsableCommand {
                 known_hosts: created.knownHostsPath, ssh_command: command, ssh_argv: argv))
         } else {
             print("container    \(spec.name)")
-            print("port         \(spec.port) (on 127.0.0.1 of this node)")
+            print("port         \(spec.port) (on 127.0.0.1 of \(node.isRemote ? node.name : "this node"))")
             print("gpus         \(spec.gpu.deviceIDs.isEmpty ? "none" : spec.gpu.label)")
             print("expires      \(spec.expires.map { "\(ContainerSpec.iso8601($0)) (in \(TTL.format(seconds: spec.ttl.seconds)))" } ?? "never (--ttl 0): remove it with dbgbox cleanup")")
             print("host key     \(created.hostKeyFingerprint) (pinned as \(spec.hostKeyAlias))")

@@ -13,9 +13,13 @@ struct ContainerList: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
+    @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
+
     func run() throws {
-        let user = try userOptions.identity()
-        let rows = try ContainerWiring.service().list(user: user)
+        let (_, node) = try remote.environment()
+        defer { node.close() }
+        let user = try node.identity(requested: userOptions.user)
+        let rows = try ContainerWiring.service(node).list(user: user)
         if json {
             try ContainerWiring.printJSON(rows.map {
                 ListRow(name: $0.name, port: $0.port.map(Int.init), status: $0.status,

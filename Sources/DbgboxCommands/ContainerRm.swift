@@ -13,14 +13,18 @@ struct ContainerRm: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
+    @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
+
     func validate() throws {
         if names.isEmpty { throw ValidationError("name at least one container (see dbgbox container list)") }
     }
 
     func run() throws {
-        let user = try userOptions.identity()
-        let removed = try ContainerWiring.service().remove(names: names, user: user,
-                                                           pinnedPath: PinnedHostKeys.defaultPath(home: ContainerWiring.dotHome(user, options: userOptions)))
+        let (_, node) = try remote.environment()
+        defer { node.close() }
+        let user = try node.identity(requested: userOptions.user)
+        let removed = try ContainerWiring.service(node).remove(names: names, user: user,
+                                                           pinnedPath: PinnedHostKeys.defaultPath(home: ContainerWiring.dotHome(user, options: userOptions, node: node)))
         for name in removed { print("removed \(name)") }
     }
 }

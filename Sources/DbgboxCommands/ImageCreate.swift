@@ -35,23 +35,27 @@ struct ImageCreate: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
+    @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
+
     func run() throws {
         var parsedFamily: DistroFamily?
         if let family {
             guard let known = DistroFamily(rawValue: family.lowercased()) else { throw ImageError.invalidFamily(family) }
             parsedFamily = known
         }
-        let identity = try userOptions.identity()
+        let (runner, node) = try remote.environment()
+        defer { node.close() }
+        let identity = try node.identity(requested: userOptions.user)
         let request = ImageCreateRequest(base: base, name: name, templatePath: template, appendPath: append,
                                          family: parsedFamily, identity: identity)
-        let service = ImageService(docker: DockerClient(runner: LocalProcessRunner()))
+        let service = ImageService(docker: DockerClient(runner: runner))
         let prepared = try service.prepare(request, requireBase: !print)
         if print {
             FileHandle.standardOutput.write(Data(prepared.dockerfile.utf8))
             return
         }
         let stderr = StandardStreamSink(.stderr)
-        stderr.write(Data("dbgbox: building \(prepared.name) for \(identity.name) (\(identity.uid):\(identity.gid)) from \(base), \(prepared.spec.facts.family.rawValue) family\n".utf8))
+        stderr.write(Data("dbgbox: building \(prepared.name) for \(identity.name) (\(identity.uid):\(identity.gid)) from \(base)\(node.isRemote ? " on \(node.name)" : ""), \(prepared.spec.facts.family.rawValue) family\n".utf8))
         try service.build(prepared, output: stderr)
         Swift.print(prepared.name)
     }
