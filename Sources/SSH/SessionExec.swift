@@ -64,8 +64,7 @@ extension SSHSession {
 
         while true {
             var progressed = false
-            var mustWait = false
-            // stdin: after EAGAIN the same write (same bytes) is repeated first, as libssh2 requires.
+            // stdin, at most one packet's worth per call.
             if offset < pending.count {
                 let count = min(pending.count - offset, 32_700)
                 let n = pending.withUnsafeBytes { bytes in
@@ -107,7 +106,6 @@ extension SSHSession {
                     progressed = true
                     if isOut { outDone = false } else { errDone = false }
                 } else if n == again {
-                    mustWait = true
                     if isOut { outDone = false } else { errDone = false }
                 } else if n == 0 {
                     if isOut { outDone = true } else { errDone = true }
@@ -116,10 +114,7 @@ extension SSHSession {
                 }
             }
             if libssh2_channel_eof(channel) != 0 && outDone && errDone && eofSent { break }
-            if !progressed {
-                _ = mustWait
-                try waitSocket(timeoutMS: 1000)
-            }
+            if !progressed { try waitSocket(timeoutMS: 1000) }
         }
         while true {
             let c = libssh2_channel_close(channel)
