@@ -47,21 +47,12 @@ struct RemoteOptions: ParsableArguments {
             let runner = LocalProcessRunner()
             return (runner, .local(runner: runner))
         }
-        guard let me = UserIdentity.lookup(uid: getuid()) else {
-            throw DbgboxError("uid \(getuid()) has no passwd entry: dbgbox needs a user name and home directory")
-        }
         let request = TunnelRequest(
             login: try HostSpec(parsing: login), node: try HostSpec(parsing: node),
             targetPort: 22, identityFiles: identity,
             nodeVia: TunnelRequest.NodeVia(rawValue: nodeVia) ?? .direct,
             acceptNew: acceptNew, knownHostsFile: knownHosts, sshConfigFile: sshConfig)
-        let resolver = SSHConfigResolver(home: me.home, userName: me.name, localHostName: TunnelCommand.hostName())
-        var plan = try TunnelPlanner(resolver: resolver, home: me.home).plan(request)
-        let prompter: Prompter = TerminalPrompter().isInteractive ? TerminalPrompter() : NoPrompter()
-        try TunnelCommand.askPassphrases(&plan, prompter: prompter)
-        for warning in plan.login.resolved.warnings + plan.node.resolved.warnings {
-            FileHandle.standardError.write(Data("dbgbox: warning: \(warning)\n".utf8))
-        }
+        let (plan, prompter, _) = try TunnelCommand.makePlan(request)
         let checker = HostKeyChecker(prompter: prompter, knownHostsOverride: knownHosts, acceptNew: acceptNew)
         let runner = try RemoteProcessRunner(plan: plan, checker: checker)
         return (runner, .remote(runner))

@@ -66,24 +66,13 @@ struct TunnelCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let me = UserIdentity.lookup(uid: getuid()) else {
-            throw DbgboxError("uid \(getuid()) has no passwd entry: dbgbox needs a user name and home directory")
-        }
         let request = TunnelRequest(
             login: try HostSpec(parsing: login), node: try HostSpec(parsing: node),
             targetPort: port, localPort: localPort, bindAddress: bind,
             identityFiles: identity, loginIdentityFiles: loginKey, nodeIdentityFiles: nodeKey,
             nodeVia: TunnelRequest.NodeVia(rawValue: nodeVia) ?? .direct,
             acceptNew: acceptNew, knownHostsFile: knownHosts, sshConfigFile: sshConfig)
-        // ssh expands ~ from the passwd entry, not $HOME; so does the resolver.
-        let resolver = SSHConfigResolver(home: me.home, userName: me.name, localHostName: Self.hostName())
-        var plan = try TunnelPlanner(resolver: resolver, home: me.home).plan(request)
-        let prompter: Prompter = TerminalPrompter().isInteractive ? TerminalPrompter() : NoPrompter()
-        try Self.askPassphrases(&plan, prompter: prompter)
-        for warning in plan.login.resolved.warnings + plan.node.resolved.warnings {
-            FileHandle.standardError.write(Data("dbgbox: warning: \(warning)\n".utf8))
-        }
-
+        let (plan, prompter, me) = try Self.makePlan(request)
         let checker = HostKeyChecker(prompter: prompter, knownHostsOverride: knownHosts, acceptNew: acceptNew)
         let console = TunnelConsole(plan: plan, checker: checker, user: me.name,
                                     live: !quiet && isatty(STDERR_FILENO) != 0)
@@ -95,6 +84,23 @@ struct TunnelCommand: ParsableCommand {
         console.startStatus()
         tunnel.run()
         console.finish()
+    }
+
+    /// Resolves both hops as ssh would, asks for key passphrases, and prints config warnings:
+    /// shared by `tunnel` and every command that takes --login/--node.
+    static func makePlan(_ request: TunnelRequest) throws -> (TunnelPlan, Prompter, UserIdentity) {
+        guard let me = UserIdentity.lookup(uid: getuid()) else {
+            throw DbgboxError("uid \(getuid()) has no passwd entry: dbgbox needs a user name and home directory")
+        }
+        // ssh expands ~ from the passwd entry, not $HOME; so does the resolver.
+        let resolver = SSHConfigResolver(home: me.home, userName: me.name, localHostName: hostName())
+        var plan = try TunnelPlanner(resolver: resolver, home: me.home).plan(request)
+        let prompter: Prompter = TerminalPrompter().isInteractive ? TerminalPrompter() : NoPrompter()
+        try askPassphrases(&plan, prompter: prompter)
+        for warning in plan.login.resolved.warnings + plan.node.resolved.warnings {
+            FileHandle.standardError.write(Data("dbgbox: warning: \(warning)\n".utf8))
+        }
+        return (plan, prompter, me)
     }
 
     /// Asks for the passphrase of each encrypted key; without a terminal such keys are dropped
