@@ -34,9 +34,14 @@ public final class SessionTransport: @unchecked Sendable {
     public let carrierWake: WakeFD?
     /// `.tcp` only: the errno of a failed send/recv, or -1 for an orderly close by the peer.
     public private(set) var socketError: Int32 = 0
+    /// Bytes libssh2 has taken in through the RECV callback (socket or inbox). Only the session's
+    /// own thread touches it. Any libssh2 call may read input (channel_write, open and free all
+    /// read the transport first) and file the packets for any channel, where no fd says so: a
+    /// loop that sees this counter move after a channel's read said EAGAIN must not sleep.
+    public private(set) var received: UInt64 = 0
 
     /// A transport over a connected TCP socket (made non-blocking here).
-    public init(tcpSocket: Int32, outboxHighWater: Int = 1 << 20) {
+    public init(tcpSocket: Int32, outboxHighWater: Int = 512 << 10) {
         kind = .tcp
         fd = tcpSocket
         outbox = ByteQueue(highWater: outboxHighWater)
@@ -47,14 +52,16 @@ public final class SessionTransport: @unchecked Sendable {
     }
 
     /// A transport over a carrier channel owned by another thread.
-    public init(carrierWake: WakeFD, highWater: Int = 4 << 20) throws {
+    public init(carrierWake: WakeFD, highWater: Int = 1 << 20) throws {
         kind = .carrier
         let wake = try WakeFD()
         inboxWake = wake
         fd = wake.fd
         self.carrierWake = carrierWake
-        outbox = ByteQueue(highWater: highWater, initialCapacity: 256 * 1024)
-        inbox = ByteQueue(highWater: highWater, initialCapacity: 256 * 1024)
+        // Producers stop at the mark and add at most one step (<= 256 KiB) beyond it: with twice
+        // the mark the buffers never grow (and only touched pages count).
+        outbox = ByteQueue(highWater: highWater, initialCapacity: 2 * highWater)
+        inbox = ByteQueue(highWater: highWater, initialCapacity: 2 * highWater)
     }
 
     // MARK: carrier side (called by the thread that owns the carrier channel)
@@ -120,11 +127,12 @@ public final class SessionTransport: @unchecked Sendable {
                 return -Int(e)
             }
             if n == 0 && sock == transport.fd { transport.socketError = -1 }
+            if n > 0 && sock == transport.fd { transport.received &+= UInt64(n) }
             return n
         }
         let (n, resumed) = transport.inbox.take(into: buffer, max: length)
         if resumed { transport.carrierWake?.signal() }
-        if n > 0 { return n }
+        if n > 0 { transport.received &+= UInt64(n); return n }
         if transport.inbox.isClosedAndEmpty { return 0 }
         return -Int(EAGAIN)
     }

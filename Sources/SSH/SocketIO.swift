@@ -158,3 +158,21 @@ public enum SocketIO {
         return "\(text(host)):\(text(serv))"
     }
 }
+
+/// Process-wide malloc settings for the tunnel engine (glibc). Its large buffers are long-lived
+/// and its many small ones (libssh2 packets) come and go; glibc's default raises the mmap
+/// threshold after the first large free, after which big buffers land in the heap and keep it
+/// from shrinking. A fixed threshold returns them to the system when freed, and a trim threshold
+/// returns the heap's free top. Looked up with dlsym (malloc.h is not in Swift's Glibc module).
+public enum MemoryTuning {
+    private typealias MalloptFunction = @convention(c) (Int32, Int32) -> Int32
+    private static let once: Void = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: MalloptFunction.self)
+        _ = mallopt(-3, 64 << 10)  // M_MMAP_THRESHOLD
+        _ = mallopt(-1, 256 << 10) // M_TRIM_THRESHOLD
+    }()
+
+    /// Applies the settings (once; later calls do nothing).
+    public static func apply() { _ = once }
+}

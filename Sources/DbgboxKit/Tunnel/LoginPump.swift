@@ -82,12 +82,14 @@ final class LoginPump: @unchecked Sendable {
             if stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }
 
             // Carrier → node inbox, while the node side keeps up.
+            var drainedAt: UInt64?
             while !node.inbox.isAboveHighWater {
                 let n = carrier.read(into: buffer, count: Self.readSize)
                 if n > 0 { node.deliver(buffer, count: n); continue }
-                if n == Int(NonBlockingSSHSession.again) { break }
+                if n == Int(NonBlockingSSHSession.again) { drainedAt = tcp.received; break }
                 if n == 0 {
                     if carrier.isEOF { return carrierEnded() }
+                    drainedAt = tcp.received
                     break
                 }
                 return failureText(Int32(n), "reading the channel to the node")
@@ -148,6 +150,11 @@ final class LoginPump: @unchecked Sendable {
             if !tcp.outbox.isEmpty { fds[0].events |= Int16(POLLOUT) }
             var timeout: Int32 = nextKeepalive > 0 ? Int32(nextKeepalive * 1000) : -1
             if stopDeadline != nil { timeout = 50 }
+            // channel_write (and keepalive) read the socket first: carrier data they filed after
+            // the read loop said EAGAIN sits in libssh2 with the socket no longer readable.
+            if let drainedAt, tcp.received != drainedAt, !node.inbox.isAboveHighWater { timeout = 0 }
+            // The node session queued more (e.g. a window adjust) after the take above.
+            if stagedPos == stagedLen && !node.outbox.isEmpty && !windowBlocked && !tcp.outbox.isAboveHighWater { timeout = 0 }
             let rc = poll(&fds, 2, timeout)
             if rc < 0 && errno != EINTR { return "poll: \(String(cString: strerror(errno)))" }
             if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {

@@ -23,12 +23,12 @@ final class ForwardedConnection {
     var bytesDown: UInt64 = 0
     var error: String?
 
-    init(id: Int, fd: Int32, peer: String, chunk: Int) {
+    init(id: Int, fd: Int32, peer: String, upChunk: Int, downChunk: Int) {
         self.id = id
         self.fd = fd
         self.peer = peer
-        up = ChunkBuffer(capacity: chunk)
-        down = ChunkBuffer(capacity: chunk)
+        up = ChunkBuffer(capacity: upChunk)
+        down = ChunkBuffer(capacity: downChunk)
     }
 
     var isDone: Bool { error != nil || (eofSent && downEOF && down.isEmpty) }
@@ -88,10 +88,15 @@ final class NodeForwarder {
     /// Channels whose free said EAGAIN (waiting for the node's CLOSE).
     private var closing: [SSHChannel] = []
 
-    /// Our receive window for each direct-tcpip channel, and the packet size.
-    static let channelWindow: UInt32 = 16 << 20
+    /// Our receive window for each direct-tcpip channel, and the packet size. libssh2 buffers
+    /// (decrypted) up to about a window per channel that the client has not taken yet, so this
+    /// is the per-connection memory bound; 1 MiB keeps one stream at full speed on this path.
+    static let channelWindow: UInt32 = 1 << 20
     static let channelPacket: UInt32 = 32 << 10
-    static let chunk = 128 * 1024
+    /// Client → channel reads: a multiple of what one channel_write sends (no small tail packets).
+    static let upChunk = 2 * SSHChannel.maxWrite
+    /// Channel → client reads.
+    static let downChunk = 64 * 1024
 
     init(session: NonBlockingSSHSession, pump: LoginPump, listener: Int32, control: WakeFD, openMessage: [UInt8],
          shouldStop: @escaping () -> Bool, report: @escaping (TunnelEvent) -> Void,
@@ -122,7 +127,7 @@ final class NodeForwarder {
 
             // Accept everything pending.
             while let (fd, peer) = SocketIO.accept(listener) {
-                let c = ForwardedConnection(id: nextID(), fd: fd, peer: peer, chunk: Self.chunk)
+                let c = ForwardedConnection(id: nextID(), fd: fd, peer: peer, upChunk: Self.upChunk, downChunk: Self.downChunk)
                 connections.append(c)
                 newConnections += 1
             }
@@ -164,6 +169,7 @@ final class NodeForwarder {
             var up: UInt64 = 0
             var down: UInt64 = 0
             moreBuffered = false
+            drainedAt = .max
             if sessionFailure == nil {
                 for c in connections where c.channel != nil && c.error == nil {
                     if let failure = pumpConnection(c, interested: &interested, up: &up, down: &down) {
@@ -206,6 +212,10 @@ final class NodeForwarder {
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
             }
             var timeout: Int32 = nextKeepalive > 0 ? Int32(nextKeepalive * 1000) : -1
+            // libssh2 files input for every channel whenever any call reads the transport: a
+            // channel whose read said EAGAIN earlier in this pass may hold data now, with no fd
+            // readable. Go round again at once instead of sleeping on it.
+            if transport.received != drainedAt && drainedAt != .max { moreBuffered = true }
             if (interested && !transport.inbox.isEmpty) || moreBuffered { timeout = 0 }
             if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR {
                 closeAll(reason: "poll failed")
@@ -217,6 +227,8 @@ final class NodeForwarder {
     /// Moves what can move for one connection. Returns a session failure, if any.
     /// Set when a channel may still hold readable data in libssh2's buffers.
     private var moreBuffered = false
+    /// The smallest `transport.received` at which a channel read said EAGAIN in this pass.
+    private var drainedAt: UInt64 = .max
 
     private func pumpConnection(_ c: ForwardedConnection, interested: inout Bool, up: inout UInt64, down: inout UInt64) -> String? {
         guard let channel = c.channel else { return nil }
@@ -225,7 +237,7 @@ final class NodeForwarder {
         while rounds < 4 && !transport.outbox.isAboveHighWater {
             rounds += 1
             if c.up.isEmpty && !c.upEOF {
-                let n = Glibc.recv(c.fd, c.up.space(), Self.chunk, 0)
+                let n = Glibc.recv(c.fd, c.up.space(), Self.upChunk, 0)
                 if n > 0 { c.up.filled(n) } else if n == 0 { c.upEOF = true } else {
                     let e = errno
                     if e != EAGAIN && e != EWOULDBLOCK && e != EINTR { c.upEOF = true; c.error = String(cString: strerror(e)); return nil }
@@ -254,9 +266,12 @@ final class NodeForwarder {
             if rounds == 4 { if c.down.isEmpty && !c.downEOF { moreBuffered = true }; break }
             rounds += 1
             if c.down.isEmpty && !c.downEOF {
-                let n = channel.read(into: c.down.space(), count: Self.chunk)
+                let n = channel.read(into: c.down.space(), count: Self.downChunk)
                 if n > 0 { c.down.filled(n) } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
-                    if channel.isEOF { c.downEOF = true } else { interested = true }
+                    if channel.isEOF { c.downEOF = true } else {
+                        interested = true
+                        drainedAt = Swift.min(drainedAt, transport.received)
+                    }
                 } else {
                     return channelError(c, Int32(n))
                 }

@@ -35,7 +35,8 @@ public final class Tunnel: @unchecked Sendable {
     public private(set) var localPort: Int = 0
 
     /// Our receive window on the carrier channel and its packet size.
-    static let carrierWindow: UInt32 = 16 << 20
+    /// 4 MiB: what the login host may send ahead (libssh2 holds it decrypted until read).
+    static let carrierWindow: UInt32 = 4 << 20
     static let carrierPacket: UInt32 = 32 << 10
 
     public init(configuration: TunnelConfiguration, delegate: TunnelDelegate) {
@@ -56,6 +57,7 @@ public final class Tunnel: @unchecked Sendable {
     /// authentication failed, forwarding refused). On error nothing stays open.
     public func start() throws {
         LibSSH2.ensureInitialized()
+        MemoryTuning.apply()
         let config = configuration
         do {
             listener = try SocketIO.listen(address: config.bindAddress, port: UInt16(clamping: config.localPort))
