@@ -19,6 +19,9 @@ public struct Dbgbox: ParsableCommand {
             Cleanup.self,
             Ide.self,
             TunnelCommand.self,
+            Up.self,
+            Down.self,
+            Status.self,
         ]
     )
 

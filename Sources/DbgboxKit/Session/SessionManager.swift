@@ -1,0 +1,275 @@
+import Foundation
+
+/// A container `up` made on the node, as the session needs it.
+public struct SessionContainer: Sendable, Equatable {
+    public var name: String
+    /// Its sshd port on the node's 127.0.0.1.
+    public var port: Int
+    /// The login user inside the container.
+    public var user: String
+    public var image: String
+    public var gpus: [String]
+    public var expires: Date?
+
+    public init(name: String, port: Int, user: String, image: String, gpus: [String] = [], expires: Date? = nil) {
+        self.name = name
+        self.port = port
+        self.user = user
+        self.image = image
+        self.gpus = gpus
+        self.expires = expires
+    }
+}
+
+/// The node side of a session (docker on the node, through the remote runner).
+public protocol SessionNodeOperations {
+    /// Makes sure the image exists (building it when it is missing and a base is known); returns it.
+    func ensureImage() throws -> String
+    /// Runs the container and pins its host key (on this machine, under `dbgbox-<name>`).
+    func createContainer(image: String) throws -> SessionContainer
+    /// Removes the container; succeeds when it is already gone.
+    func removeContainer(_ name: String) throws
+}
+
+/// What a background tunnel is started with.
+public struct TunnelLaunch: Sendable, Equatable {
+    public var name: String
+    public var targetPort: Int
+    public var localPort: Int
+    public var logFile: String
+
+    public init(name: String, targetPort: Int, localPort: Int, logFile: String) {
+        self.name = name
+        self.targetPort = targetPort
+        self.localPort = localPort
+        self.logFile = logFile
+    }
+}
+
+/// A started background tunnel: its pid and start time (clock ticks since boot).
+public struct LaunchedTunnel: Sendable, Equatable {
+    public var pid: Int32
+    public var startTime: UInt64
+
+    public init(pid: Int32, startTime: UInt64) {
+        self.pid = pid
+        self.startTime = startTime
+    }
+}
+
+/// The laptop side of the tunnel.
+public protocol SessionTunnelControl {
+    /// `preferred` when it is free on this machine, else some free port.
+    func localPort(preferring preferred: Int) throws -> Int
+    /// Starts the detached tunnel and waits until it says ready. When it does not, it has been
+    /// stopped again before this throws.
+    func start(_ launch: TunnelLaunch) throws -> LaunchedTunnel
+    /// Stops a tunnel `TunnelLiveness` found alive: SIGTERM, a few seconds' wait, then SIGKILL.
+    func stop(pid: Int32)
+}
+
+/// Why `down` could not finish.
+public enum SessionManagerError: UserFacingError, Equatable {
+    case containerNotRemoved(session: String, container: String, why: String)
+    case noSessions
+    case ambiguous([String])
+    case noSuchSession(String)
+
+    public var description: String {
+        switch self {
+        case .containerNotRemoved(let session, let container, let why):
+            return "container \(container) of session \(session) could not be removed (\(why)); everything else is gone, the session record stays: run `dbgbox down \(session)` again when the node is reachable"
+        case .noSessions:
+            return "no dbgbox sessions (start one with dbgbox up)"
+        case .ambiguous(let names):
+            return "\(names.count) sessions are up (\(names.joined(separator: ", "))): name one, or use --all"
+        case .noSuchSession(let name):
+            return "no session named \(name) (see dbgbox status)"
+        }
+    }
+}
+
+/// `dbgbox up` and `dbgbox down` as steps over the node, the tunnel and this machine's files.
+/// Never prints; `progress` gets one short line per step.
+///
+/// `up` undoes every step it made, in reverse order, when a later one fails. `down` tolerates
+/// every piece being gone already (a dead tunnel, a removed container, a deleted block).
+public struct SessionManager {
+    public var store: SessionStore
+    public var hostConfig: SSHClientConfigFile
+    public var include: SSHConfigInclude
+    /// dbgbox's pinned container host keys (`~/.ssh/dbgbox/known_hosts`).
+    public var pinnedPath: String
+    /// The user's known_hosts, cleaned of `[127.0.0.1]:PORT` / `[localhost]:PORT` by `down`.
+    public var knownHostsPath: String
+    /// Where tunnel logs and per-session option files live.
+    public var stateDirectory: String
+    public var liveness: TunnelLiveness
+    public var fs: FileSystem
+    public var clock: WallClock
+    public var progress: (String) -> Void
+
+    public init(store: SessionStore, hostConfig: SSHClientConfigFile, include: SSHConfigInclude,
+                pinnedPath: String, knownHostsPath: String, stateDirectory: String,
+                liveness: TunnelLiveness = TunnelLiveness(), fs: FileSystem = LocalFileSystem(),
+                clock: WallClock = SystemWallClock(), progress: @escaping (String) -> Void = { _ in }) {
+        self.store = store
+        self.hostConfig = hostConfig
+        self.include = include
+        self.pinnedPath = pinnedPath
+        self.knownHostsPath = knownHostsPath
+        self.stateDirectory = stateDirectory
+        self.liveness = liveness
+        self.fs = fs
+        self.clock = clock
+        self.progress = progress
+    }
+
+    /// `<state>/dbgbox/tunnels` beside the sessions directory.
+    public static func defaultStateDirectory(sessionsDirectory: String) -> String {
+        (sessionsDirectory as NSString).deletingLastPathComponent + "/tunnels"
+    }
+
+    public func logPath(_ name: String) -> String { "\(stateDirectory)/\(name).log" }
+    /// The options `down` needs to reach the node again (the ssh flags `up` was given).
+    public func optionsPath(_ name: String) -> String { "\(stateDirectory)/\(name).options.json" }
+
+    public struct UpRequest: Sendable, Equatable {
+        public var login: String?
+        public var node: String?
+        /// The private key for the Host block (absolute).
+        public var identityFile: String
+        /// Written to `optionsPath(name)` for `down`.
+        public var options: Data?
+        /// Start no background tunnel (the caller runs one in process).
+        public var foreground: Bool
+
+        public init(login: String?, node: String?, identityFile: String, options: Data? = nil, foreground: Bool = false) {
+            self.login = login
+            self.node = node
+            self.identityFile = identityFile
+            self.options = options
+            self.foreground = foreground
+        }
+    }
+
+    public struct UpResult: Sendable, Equatable {
+        public var record: SessionRecord
+        public var includeOutcome: SSHConfigInclude.EnsureOutcome
+        /// What to tell the user about ~/.ssh/config, when anything.
+        public var instruction: String?
+    }
+
+    public func up(_ request: UpRequest, node: SessionNodeOperations, tunnels: SessionTunnelControl) throws -> UpResult {
+        var undo: [(String, () throws -> Void)] = []
+        do {
+            progress("image")
+            let image = try node.ensureImage()
+            progress("container")
+            let container = try node.createContainer(image: image)
+            let name = container.name
+            try SessionName.validate(name)
+            let alias = SessionName.alias(name)
+            undo.append(("container", { try node.removeContainer(name) }))
+            undo.append(("pinned key", { _ = try PinnedHostKeys(path: pinnedPath, fs: fs).remove(alias: alias) }))
+
+            if !fs.isDirectory(stateDirectory) { try fs.createDirectory(stateDirectory, mode: 0o700) }
+            if let options = request.options {
+                try fs.writeAtomically(options, to: optionsPath(name), mode: 0o600)
+                undo.append(("options", { try removeIfPresent(optionsPath(name)) }))
+            }
+            let localPort = try tunnels.localPort(preferring: container.port)
+            let log = logPath(name)
+            var launched: LaunchedTunnel?
+            if !request.foreground {
+                progress("tunnel")
+                undo.append(("log", { try removeIfPresent(log) }))
+                let started = try tunnels.start(TunnelLaunch(name: name, targetPort: container.port, localPort: localPort, logFile: log))
+                launched = started
+                undo.append(("tunnel", { tunnels.stop(pid: started.pid) }))
+            }
+
+            let record = SessionRecord(
+                name: name, container: name, login: request.login, node: request.node, gpus: container.gpus,
+                targetPort: container.port, localPort: localPort, tunnelPID: launched?.pid,
+                tunnelStartTime: launched?.startTime, created: clock.now(), expires: container.expires,
+                image: container.image, user: container.user, identityFile: request.identityFile, logFile: log)
+            try store.insert(record)
+            undo.append(("record", { try store.remove(name) }))
+
+            progress("host block")
+            try hostConfig.upsert(SessionHostBlock(name: name, port: localPort, user: container.user,
+                                                   identityFile: request.identityFile, knownHostsFile: pinnedPath))
+            undo.append(("host block", { try hostConfig.remove(name: name) }))
+            let outcome = try include.ensureInclude()
+            return UpResult(record: record, includeOutcome: outcome, instruction: include.instruction(for: outcome))
+        } catch {
+            for (_, step) in undo.reversed() { try? step() }
+            // The Include line goes once no block is left (a no-op when the block was never written).
+            _ = try? include.removeIncludeIfUnused()
+            throw error
+        }
+    }
+
+    public struct DownReport: Sendable, Equatable {
+        public var name: String
+        public var tunnel: TunnelState
+        /// Whether a live tunnel was stopped.
+        public var stoppedTunnel = false
+        public var removedHostBlock = false
+        public var removedPinnedKey = false
+        public var knownHostsEntries: [RemovedKnownHostsEntry] = []
+        /// What to tell the user about ~/.ssh/config, when anything.
+        public var instruction: String?
+    }
+
+    /// Tears the session down. `node` is asked for only once the tunnel is stopped (connecting
+    /// may fail: then the rest is still cleaned, the record stays, and this throws).
+    public func down(_ record: SessionRecord, node: () throws -> SessionNodeOperations,
+                     tunnels: SessionTunnelControl) throws -> DownReport {
+        let name = record.name
+        var report = DownReport(name: name, tunnel: liveness.state(of: record))
+        if report.tunnel == .alive, let pid = record.tunnelPID {
+            progress("tunnel")
+            tunnels.stop(pid: pid)
+            report.stoppedTunnel = true
+        }
+        progress("container")
+        var containerError: String?
+        do {
+            try node().removeContainer(record.container)
+        } catch {
+            containerError = "\(error)"
+        }
+        report.removedPinnedKey = fs.exists(pinnedPath)
+            ? try PinnedHostKeys(path: pinnedPath, fs: fs).remove(alias: record.alias) : false
+        report.removedHostBlock = try hostConfig.remove(name: name)
+        report.instruction = include.instruction(for: try include.removeIncludeIfUnused())
+        report.knownHostsEntries = try KnownHostsFile(path: knownHostsPath, fs: fs)
+            .remove(hosts: ["[127.0.0.1]:\(record.localPort)", "[localhost]:\(record.localPort)"])
+        if let why = containerError {
+            throw SessionManagerError.containerNotRemoved(session: name, container: record.container, why: why)
+        }
+        try removeIfPresent(record.logFile)
+        try removeIfPresent(optionsPath(name))
+        try store.remove(name)
+        return report
+    }
+
+    /// The sessions `down` acts on: `name`, all with `all`, or the only one.
+    public func select(name: String?, all: Bool) throws -> [SessionRecord] {
+        let records = try store.list().records
+        if let name {
+            guard let record = try store.load(name) else { throw SessionManagerError.noSuchSession(name) }
+            return [record]
+        }
+        if all { return records }
+        guard !records.isEmpty else { throw SessionManagerError.noSessions }
+        guard records.count == 1 else { throw SessionManagerError.ambiguous(records.map(\.name)) }
+        return records
+    }
+
+    private func removeIfPresent(_ path: String) throws {
+        if fs.exists(path) { try fs.remove(path) }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import XCTest
+@testable import DbgboxKit
+
+/// `up` and `down` as steps, with a fake node and fake tunnels over a scratch directory.
+final class SessionManagerTests: XCTestCase {
+    var dir = ""
+    let hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPdEnfBREMo2QJpuuo8u1nPTjWmhz7JkePPbU8ppai4I root@c"
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "dbgbox-manager-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: "\(dir)/home/.ssh", withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    final class Journal: @unchecked Sendable {
+        var steps: [String] = []
+    }
+
+    final class FakeNode: SessionNodeOperations {
+        let journal: Journal
+        let pinnedPath: String
+        let key: String
+        var failCreate = false
+        var failRemove = false
+        var containers: Set<String> = []
+        init(journal: Journal, pinnedPath: String, key: String) {
+            self.journal = journal
+            self.pinnedPath = pinnedPath
+            self.key = key
+        }
+        func ensureImage() throws -> String { journal.steps.append("image"); return "alice/ssh:latest" }
+        func createContainer(image: String) throws -> SessionContainer {
+            journal.steps.append("create")
+            if failCreate { throw DbgboxError("docker run failed") }
+            try PinnedHostKeys(path: pinnedPath).pin(alias: "dbgbox-alice_00042", key: try SSHPublicKey(line: key))
+            containers.insert("alice_00042")
+            return SessionContainer(name: "alice_00042", port: 22042, user: "alice", image: image, gpus: [],
+                                    expires: Date(timeIntervalSince1970: 1_900_000_000))
+        }
+        func removeContainer(_ name: String) throws {
+            journal.steps.append("rm \(name)")
+            if failRemove { throw DbgboxError("node unreachable") }
+            containers.remove(name)   // already gone: fine
+        }
+    }
+
+    final class FakeTunnels: SessionTunnelControl {
+        let journal: Journal
+        var failStart = false
+        var stopped: [Int32] = []
+        init(journal: Journal) { self.journal = journal }
+        func localPort(preferring preferred: Int) throws -> Int { journal.steps.append("port"); return 2242 }
+        func start(_ launch: TunnelLaunch) throws -> LaunchedTunnel {
+            journal.steps.append("tunnel \(launch.localPort)->\(launch.targetPort)")
+            try Data("ready: 127.0.0.1:2242\n".utf8).write(to: URL(fileURLWithPath: launch.logFile))
+            if failStart { throw DbgboxError("the tunnel did not come up") }
+            return LaunchedTunnel(pid: 4242, startTime: 777)
+        }
+        func stop(pid: Int32) { journal.steps.append("stop \(pid)"); stopped.append(pid) }
+    }
+
+    struct FakeInspector: ProcessInspector {
+        var alive: Bool
+        func startTime(of pid: Int32) -> UInt64? { alive && pid == 4242 ? 777 : nil }
+        func commandLine(of pid: Int32) -> Data? { Data("/usr/bin/dbgbox\0tunnel\0".utf8) }
+    }
+
+    var home: String { "\(dir)/home" }
+    var pinned: String { "\(home)/.ssh/dbgbox/known_hosts" }
+
+    func manager(alive: Bool = true) -> SessionManager {
+        let config = SSHClientConfigFile(path: "\(home)/.ssh/dbgbox/config")
+        let include = SSHConfigInclude(home: home, dbgboxConfig: config, includeTarget: config.path)
+        let store = SessionStore(directory: "\(dir)/state/dbgbox/sessions")
+        return SessionManager(store: store, hostConfig: config, include: include, pinnedPath: pinned,
+                              knownHostsPath: "\(home)/.ssh/known_hosts",
+                              stateDirectory: SessionManager.defaultStateDirectory(sessionsDirectory: store.directory),
+                              liveness: TunnelLiveness(inspector: FakeInspector(alive: alive)))
+    }
+
+    func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+
+    let userConfig = "# my config\nHost *\n    ServerAliveInterval 30\n"
+    let userKnownHosts = "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHnB7m2wR0VQ1n9r5wJX3hWgL8b0cC4V5d6e7f8g9h0i\n"
+
+    func writeUserFiles() throws {
+        try userConfig.write(toFile: "\(home)/.ssh/config", atomically: true, encoding: .utf8)
+        try userKnownHosts.write(toFile: "\(home)/.ssh/known_hosts", atomically: true, encoding: .utf8)
+    }
+
+    func testUpWritesEverythingAndDownRemovesEverything() throws {
+        try writeUserFiles()
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        let tunnels = FakeTunnels(journal: journal)
+        let m = manager()
+        let result = try m.up(.init(login: "alice@login", node: "gpu07", identityFile: "\(home)/.ssh/id_dbgbox",
+                                    options: Data("{}".utf8)), node: node, tunnels: tunnels)
+        XCTAssertEqual(journal.steps, ["image", "create", "port", "tunnel 2242->22042"])
+        XCTAssertEqual(result.includeOutcome, .added)
+        XCTAssertNil(result.instruction)
+        let record = try XCTUnwrap(try m.store.load("alice_00042"))
+        XCTAssertEqual(record.tunnelPID, 4242)
+        XCTAssertEqual(record.tunnelStartTime, 777)
+        XCTAssertEqual(record.localPort, 2242)
+        XCTAssertEqual(record.targetPort, 22042)
+        XCTAssertEqual(record.login, "alice@login")
+        XCTAssertEqual(try m.hostConfig.block(named: "alice_00042")?.port, 2242)
+        XCTAssertEqual(read("\(home)/.ssh/config"), "Include \(m.hostConfig.path)\n" + userConfig)
+        // An entry ssh wrote for the tunnel port, without the alias.
+        try (userKnownHosts + "[127.0.0.1]:2242 \(hostKey)\n").write(toFile: "\(home)/.ssh/known_hosts", atomically: true, encoding: .utf8)
+
+        journal.steps = []
+        let report = try m.down(record, node: { node }, tunnels: tunnels)
+        XCTAssertEqual(journal.steps, ["stop 4242", "rm alice_00042"])
+        XCTAssertTrue(report.stoppedTunnel)
+        XCTAssertTrue(report.removedHostBlock)
+        XCTAssertTrue(report.removedPinnedKey)
+        XCTAssertEqual(report.knownHostsEntries.map(\.host), ["[127.0.0.1]:2242"])
+        XCTAssertEqual(read("\(home)/.ssh/config"), userConfig)
+        XCTAssertEqual(read("\(home)/.ssh/known_hosts"), userKnownHosts)
+        XCTAssertNil(try m.store.load("alice_00042"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: record.logFile))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: m.optionsPath("alice_00042")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: m.hostConfig.path))
+        XCTAssertFalse(read(pinned)?.contains("dbgbox-alice_00042") ?? false)
+    }
+
+    /// The tunnel fails: the log, options, pinned key and container go, in reverse order.
+    func testTunnelFailureUndoesInReverseOrder() throws {
+        try writeUserFiles()
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        let tunnels = FakeTunnels(journal: journal)
+        tunnels.failStart = true
+        let m = manager()
+        XCTAssertThrowsError(try m.up(.init(login: "l", node: "n", identityFile: "\(home)/.ssh/id_dbgbox",
+                                            options: Data("{}".utf8)), node: node, tunnels: tunnels))
+        XCTAssertEqual(journal.steps, ["image", "create", "port", "tunnel 2242->22042", "rm alice_00042"])
+        XCTAssertTrue(node.containers.isEmpty)
+        XCTAssertFalse(read(pinned)?.contains("dbgbox-alice_00042") ?? false)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: m.logPath("alice_00042")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: m.optionsPath("alice_00042")))
+        XCTAssertTrue(try m.store.list().records.isEmpty)
+        XCTAssertEqual(read("\(home)/.ssh/config"), userConfig)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: m.hostConfig.path))
+    }
+
+    /// A failure after the tunnel started (the record's name is taken) stops the tunnel before
+    /// removing the container.
+    func testRecordFailureStopsTunnelThenRemovesContainer() throws {
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        let tunnels = FakeTunnels(journal: journal)
+        let m = manager()
+        let other = SessionRecord(name: "alice_00042", container: "x", targetPort: 1, localPort: 1, created: Date(),
+                                  image: "i", user: "alice", identityFile: "/k", logFile: "/l")
+        try m.store.insert(other)
+        XCTAssertThrowsError(try m.up(.init(login: "l", node: "n", identityFile: "\(home)/.ssh/id_dbgbox"),
+                                      node: node, tunnels: tunnels)) { error in
+            XCTAssertEqual(error as? SessionError, .sessionExists("alice_00042"))
+        }
+        XCTAssertEqual(journal.steps, ["image", "create", "port", "tunnel 2242->22042", "stop 4242", "rm alice_00042"])
+        XCTAssertEqual(try m.store.load("alice_00042")?.container, "x", "someone else's record must stay")
+    }
+
+    func testContainerFailureLeavesNothing() throws {
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        node.failCreate = true
+        let m = manager()
+        XCTAssertThrowsError(try m.up(.init(login: "l", node: "n", identityFile: "/k"), node: node,
+                                      tunnels: FakeTunnels(journal: journal)))
+        XCTAssertEqual(journal.steps, ["image", "create"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/config"))
+    }
+
+    /// Tunnel dead, container gone, block deleted by hand: down still finishes and removes the record.
+    func testDownWhenPiecesAreAlreadyGone() throws {
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        let tunnels = FakeTunnels(journal: journal)
+        let result = try manager().up(.init(login: "l", node: "n", identityFile: "/k"), node: node, tunnels: tunnels)
+        node.containers = []
+        try manager().hostConfig.remove(name: "alice_00042")
+        journal.steps = []
+        let m = manager(alive: false)
+        let report = try m.down(result.record, node: { node }, tunnels: tunnels)
+        XCTAssertEqual(report.tunnel, .gone)
+        XCTAssertFalse(report.stoppedTunnel)
+        XCTAssertEqual(journal.steps, ["rm alice_00042"], "a dead tunnel's pid is never signalled")
+        XCTAssertFalse(report.removedHostBlock)
+        XCTAssertNil(try m.store.load("alice_00042"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/config"), "created by up, removed by down")
+        // Twice is fine: nothing left to do, no record to find.
+        XCTAssertThrowsError(try m.select(name: "alice_00042", all: false))
+    }
+
+    /// The node unreachable: the local pieces go, the record stays for a retry.
+    func testDownKeepsRecordWhenNodeUnreachable() throws {
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        let tunnels = FakeTunnels(journal: journal)
+        let m = manager()
+        let result = try m.up(.init(login: "l", node: "n", identityFile: "/k"), node: node, tunnels: tunnels)
+        XCTAssertThrowsError(try m.down(result.record, node: { throw DbgboxError("no route") }, tunnels: tunnels))
+        XCTAssertNotNil(try m.store.load("alice_00042"))
+        XCTAssertNil(try m.hostConfig.block(named: "alice_00042"))
+        XCTAssertEqual(tunnels.stopped, [4242])
+        // Retried once the node answers (the tunnel is dead by now).
+        _ = try manager(alive: false).down(result.record, node: { node }, tunnels: tunnels)
+        XCTAssertNil(try m.store.load("alice_00042"))
+        XCTAssertEqual(tunnels.stopped, [4242])
+    }
+
+    func testSelect() throws {
+        let m = manager()
+        XCTAssertThrowsError(try m.select(name: nil, all: false)) { XCTAssertEqual($0 as? SessionManagerError, .noSessions) }
+        XCTAssertEqual(try m.select(name: nil, all: true), [])
+        for n in ["a", "b"] {
+            try m.store.insert(SessionRecord(name: n, container: n, targetPort: 1, localPort: 1, created: Date(),
+                                             image: "i", user: "u", identityFile: "/k", logFile: "/l"))
+        }
+        XCTAssertThrowsError(try m.select(name: nil, all: false)) { XCTAssertEqual($0 as? SessionManagerError, .ambiguous(["a", "b"])) }
+        XCTAssertEqual(try m.select(name: "b", all: false).map(\.name), ["b"])
+        XCTAssertEqual(try m.select(name: nil, all: true).count, 2)
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import XCTest
+@testable import DbgboxKit
+
+/// `dbgbox up`, `status` and `down` on the netns testbed, from the laptop namespace as the test
+/// user with a scratch HOME (XDG_STATE_HOME inside it) whose ~/.ssh/config and known_hosts exist
+/// before and must be byte-identical after `down`.
+///
+/// HOME is not the passwd home here, so dbgbox writes the Include line with the absolute path of
+/// $HOME/.ssh/dbgbox/config (ssh would expand `~` from the passwd entry), and the test runs
+/// `ssh -F $HOME/.ssh/config dbgbox-NAME`: the alias is resolved through the user's config, its
+/// Include and dbgbox's Host block, with no -o option of ours.
+final class UpDownTests: XCTestCase {
+    nonisolated(unsafe) static var containers: [String] = []
+    nonisolated(unsafe) static var homes: [String] = []
+
+    override class func tearDown() {
+        for name in containers { _ = try? IT.runner.run(["docker", "rm", "-f", name]) }
+        for home in homes { try? FileManager.default.removeItem(atPath: home) }
+        if !homes.isEmpty, let user = UserIdentity.lookup(name: IT.testUser) {
+            _ = try? IT.runner.run(["docker", "image", "rm", "-f", "\(user.name)/updown-it:latest"])
+        }
+        containers = []
+        homes = []
+        Testbed.downIfStartedHere()
+        super.tearDown()
+    }
+
+    let userConfig = """
+        # my own ssh config, with comments
+        Host *
+            ServerAliveInterval 42
+            # a comment inside Host *
+
+        Host example
+            HostName example.invalid
+
+        """
+    let userKnownHosts = "# kept\nexample.invalid ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPdEnfBREMo2QJpuuo8u1nPTjWmhz7JkePPbU8ppai4I\n"
+
+    func remoteArgs(_ bed: Testbed) -> [String] {
+        ["-F", bed.sshConfig, "--login", Testbed.loginAlias, "--node", Testbed.nodeAlias, "--known-hosts", bed.knownHosts]
+    }
+
+    func run(_ bed: Testbed, home: String, _ args: [String]) throws -> ProcessResult {
+        try bed.inLaptop([try IT.requireBinary()] + args, home: home, extraEnv: ["XDG_STATE_HOME": "\(home)/state"])
+    }
+
+    func write(_ text: String, _ path: String) throws {
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        _ = try IT.runner.run(["chown", "\(IT.user.uid):\(IT.user.gid)", path])
+    }
+
+    func status(_ bed: Testbed, home: String) throws -> [[String: Any]] {
+        let result = try run(bed, home: home, ["status", "--json"])
+        XCTAssertEqual(result.exitCode, 0, result.stderrText)
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: result.stdout) as? [[String: Any]], result.stdoutText)
+    }
+
+    func testUpSSHStatusKillDownLeavesNothing() throws {
+        _ = try IT.requireBinary()
+        try IT.requireDocker()
+        let bed = try Testbed.up()
+        let home = try IT.scratchDir("updown")
+        Self.homes.append(home)
+        _ = try IT.runner.run(["install", "-d", "-m", "700", "-o", String(IT.user.uid), "-g", String(IT.user.gid), "\(home)/.ssh"])
+        try write(userConfig, "\(home)/.ssh/config")
+        try write(userKnownHosts, "\(home)/.ssh/known_hosts")
+
+        // The first up may build the image; the second, timed, finds it cached.
+        let image = "\(bed.user)/updown-it:latest"
+        let upArgs = ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage, "--image", image,
+                      "--key", bed.key + ".pub"] + remoteArgs(bed)
+        let warm = try run(bed, home: home, upArgs)
+        XCTAssertEqual(warm.exitCode, 0, warm.stderrText)
+        let warmName = try XCTUnwrap(try status(bed, home: home).first?["name"] as? String, warm.stdoutText + warm.stderrText)
+        Self.containers.append(warmName)
+        let warmDown = try run(bed, home: home, ["down", warmName])
+        XCTAssertEqual(warmDown.exitCode, 0, warmDown.stderrText)
+
+        let upStart = Date()
+        let up = try run(bed, home: home, upArgs)
+        let upSeconds = Date().timeIntervalSince(upStart)
+        XCTAssertEqual(up.exitCode, 0, up.stderrText)
+        print("dbgbox up (cached image): \(String(format: "%.2f", upSeconds)) s\n\(up.stdoutText)\(up.stderrText)")
+        XCTAssertLessThanOrEqual(upSeconds, 10, "up with a cached image should take at most 10 s")
+        var rows = try status(bed, home: home)
+        XCTAssertEqual(rows.count, 1)
+        let row = try XCTUnwrap(rows.first)
+        let name = try XCTUnwrap(row["name"] as? String)
+        Self.containers.append(name)
+        let localPort = try XCTUnwrap(row["local_port"] as? Int)
+        let pid = try XCTUnwrap(row["tunnel_pid"] as? Int)
+        XCTAssertEqual(row["tunnel"] as? String, "alive")
+        XCTAssertEqual(row["alive"] as? Bool, true)
+        XCTAssertTrue(up.stdoutText.contains("ssh dbgbox-\(name)"), up.stdoutText)
+        XCTAssertTrue(up.stdoutText.contains("dbgbox ide pycharm \(name)"), up.stdoutText)
+        let table = try run(bed, home: home, ["status"])
+        XCTAssertTrue(table.stdoutText.contains(name) && table.stdoutText.contains("alive"), table.stdoutText)
+
+        // The user's config now starts with the Include; every other byte is still there.
+        let configNow = try String(contentsOfFile: "\(home)/.ssh/config", encoding: .utf8)
+        XCTAssertEqual(configNow, "Include \(home)/.ssh/dbgbox/config\n" + userConfig)
+
+        // ssh through the alias, with the user's config.
+        let ssh = try bed.inLaptop(["ssh", "-F", "\(home)/.ssh/config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                                    "dbgbox-\(name)", "echo", "hello-from-$(hostname)"], home: home)
+        XCTAssertEqual(ssh.exitCode, 0, ssh.stderrText)
+        XCTAssertTrue(ssh.stdoutText.hasPrefix("hello-from-"), ssh.stdoutText)
+
+        // ssh run by hand without the alias would have recorded the tunnel port in known_hosts.
+        try write(userKnownHosts + "[127.0.0.1]:\(localPort) ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPdEnfBREMo2QJpuuo8u1nPTjWmhz7JkePPbU8ppai4I\n",
+                  "\(home)/.ssh/known_hosts")
+
+        // The tunnel killed by hand: status says dead, down still cleans everything.
+        XCTAssertEqual(kill(pid_t(pid), SIGKILL), 0)
+        var deadline = Date().addingTimeInterval(5)
+        while ProcFSInspector().startTime(of: pid_t(pid)) != nil && Date() < deadline { usleep(50_000) }
+        rows = try status(bed, home: home)
+        XCTAssertEqual(rows.first?["tunnel"] as? String, "dead")
+        XCTAssertEqual(rows.first?["alive"] as? Bool, false)
+
+        let downStart = Date()
+        let down = try run(bed, home: home, ["down"])
+        let downSeconds = Date().timeIntervalSince(downStart)
+        print("dbgbox down: \(String(format: "%.2f", downSeconds)) s\n\(down.stdoutText)\(down.stderrText)")
+        XCTAssertEqual(down.exitCode, 0, down.stderrText)
+
+        XCTAssertNotEqual(try IT.runner.run(["docker", "inspect", name]).exitCode, 0, "container still on the node")
+        XCTAssertNil(ProcFSInspector().startTime(of: pid_t(pid)), "tunnel process left")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/dbgbox/config"), "Host block file left")
+        let pinned = (try? String(contentsOfFile: "\(home)/.ssh/dbgbox/known_hosts", encoding: .utf8)) ?? ""
+        XCTAssertFalse(pinned.contains("dbgbox-\(name) "), pinned)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(home)/.ssh/config")), Data(userConfig.utf8))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(home)/.ssh/known_hosts")), Data(userKnownHosts.utf8))
+        let state = (try? FileManager.default.subpathsOfDirectory(atPath: "\(home)/state")) ?? []
+        XCTAssertTrue(state.filter { $0.hasSuffix(".json") || $0.hasSuffix(".log") }.isEmpty, "\(state)")
+        XCTAssertEqual(try status(bed, home: home).count, 0)
+        // No process of the test user still listens on the port.
+        deadline = Date().addingTimeInterval(2)
+        XCTAssertFalse(try bed.tcpConnect(from: bed.laptopNS, host: "127.0.0.1", port: UInt16(localPort)).connected)
+        _ = deadline
+    }
+
+    /// Two `up`s: two sessions on two ports, both usable; `down` of one (its tunnel alive: SIGTERM)
+    /// leaves the other working; `down --all` removes the rest.
+    func testTwoSessionsDownOneLeavesTheOther() throws {
+        _ = try IT.requireBinary()
+        try IT.requireDocker()
+        let bed = try Testbed.up()
+        let home = try IT.scratchDir("updown2")
+        Self.homes.append(home)
+        let upArgs = ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
+                      "--image", "\(bed.user)/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed)
+        for _ in 0..<2 {
+            let up = try run(bed, home: home, upArgs)
+            XCTAssertEqual(up.exitCode, 0, up.stderrText)
+        }
+        let rows = try status(bed, home: home)
+        XCTAssertEqual(rows.count, 2)
+        let names = rows.compactMap { $0["name"] as? String }
+        Self.containers += names
+        XCTAssertEqual(Set(rows.compactMap { $0["local_port"] as? Int }).count, 2, "\(rows)")
+        // The tunnels run detached: each leads its own session (setsid), stdin is /dev/null.
+        for row in rows {
+            let pid = try XCTUnwrap(row["tunnel_pid"] as? Int)
+            let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+            let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+            XCTAssertEqual(Int(fields[3]), pid, "session id of the tunnel")
+            XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/0"), "/dev/null")
+        }
+        func ssh(_ name: String) throws -> ProcessResult {
+            try bed.inLaptop(["ssh", "-F", "\(home)/.ssh/config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                              "dbgbox-\(name)", "true"], home: home)
+        }
+        for name in names { XCTAssertEqual(try ssh(name).exitCode, 0) }
+        let firstPID = try XCTUnwrap(rows[0]["tunnel_pid"] as? Int)
+        let start = Date()
+        let down = try run(bed, home: home, ["down", names[0]])
+        print("dbgbox down (live tunnel): \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        XCTAssertEqual(down.exitCode, 0, down.stderrText)
+        XCTAssertTrue(down.stdoutText.contains("tunnel stopped"), down.stdoutText)
+        XCTAssertNil(ProcFSInspector().startTime(of: pid_t(firstPID)), "tunnel still running")
+        XCTAssertNotEqual(try IT.runner.run(["docker", "inspect", names[0]]).exitCode, 0)
+        let ssh1 = try ssh(names[1])
+        XCTAssertEqual(ssh1.exitCode, 0, ssh1.stderrText)
+        // The Include stays while a block remains.
+        XCTAssertTrue(try String(contentsOfFile: "\(home)/.ssh/config", encoding: .utf8).hasPrefix("Include "))
+        let all = try run(bed, home: home, ["down", "--all"])
+        XCTAssertEqual(all.exitCode, 0, all.stderrText)
+        XCTAssertEqual(try status(bed, home: home).count, 0)
+        XCTAssertNotEqual(try IT.runner.run(["docker", "inspect", names[1]]).exitCode, 0)
+        // dbgbox created ~/.ssh/config for the Include: it goes with the last block.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/config"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/dbgbox/config"))
+    }
+}
