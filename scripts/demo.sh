@@ -1,65 +1,107 @@
 #!/usr/bin/env bash
-# The whole node-side flow on this machine, narrated, as an ordinary user in the docker group:
-#   keygen → image create → container create → ssh in → cleanup
-# Run as root on a fresh Debian 12 machine (it installs what it needs and makes a demo user),
-# or as a user in the docker group. Idempotent; it removes what it started.
+# The main job on an embedded default: a local sandbox cluster, narrated.
+#
+#   laptop (netns)  →  login host (netns)  →  node (this machine, with dockerd)  →  container
+#
+# scripts/testbed.sh makes the three hosts (ip netns + veth, one throwaway OpenSSH sshd per host).
+# Then, from the laptop namespace and as an ordinary user (cluster users are never root):
+#   1. dbgbox keygen (the container's key; the sandbox's hops use the sandbox's own key)
+#   2. dbgbox image create on the node, through the libssh2 chain (the base plus python3)
+#   3. dbgbox up --gpu none --port auto: container, pinned host key, detached tunnel, Host block
+#   4. ssh dbgbox-<name> python3 -c 'import os; print(os.getcwd())'
+#   5. dbgbox ide pycharm <name>
+#   6. dbgbox down, and a check that nothing of the session is left
+# Run as root on a fresh Debian 12 machine: it installs what it needs. Idempotent; it removes what
+# it started (the sandbox too, unless it was already up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO="$PWD"
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (the sandbox needs network namespaces): sudo bash scripts/demo.sh" >&2; exit 1; }
 
-if [ "$(id -u)" -eq 0 ]; then
-  bash scripts/bootstrap.sh
-  DEMO_USER="${DBGBOX_DEMO_USER:-dbgdemo}"
-  if ! id "$DEMO_USER" >/dev/null 2>&1; then
-    say "creating the demo user $DEMO_USER (cluster users are never root)"
-    useradd --create-home --shell /bin/bash "$DEMO_USER"
-  fi
-  usermod -p '*' "$DEMO_USER"            # usable account, no password
-  getent group docker >/dev/null || groupadd docker
-  usermod -aG docker "$DEMO_USER"
-  PREFIX=/opt/dbgbox
-  bash scripts/install.sh --prefix "$PREFIX"
-  # Re-run this script as the demo user, with the installed binary.
-  exec runuser -u "$DEMO_USER" -- env -i HOME="$(getent passwd "$DEMO_USER" | cut -d: -f6)" \
-    USER="$DEMO_USER" LOGNAME="$DEMO_USER" PATH="$PREFIX/bin:/usr/local/bin:/usr/bin:/bin" \
-    TERM="${TERM:-dumb}" DBGBOX_BASE_IMAGE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}" \
-    bash "$PWD/scripts/demo.sh"
+bash scripts/bootstrap.sh
+DEMO_USER="${DBGBOX_DEMO_USER:-dbgdemo}"
+if ! id "$DEMO_USER" >/dev/null 2>&1; then
+  say "creating the demo user $DEMO_USER (cluster users are never root)"
+  useradd --create-home --shell /bin/bash "$DEMO_USER"
 fi
+usermod -p '*' "$DEMO_USER"            # a usable account without a password (sshd refuses locked ones)
+getent group docker >/dev/null || groupadd docker
+usermod -aG docker "$DEMO_USER"
+DEMO_HOME="$(getent passwd "$DEMO_USER" | cut -d: -f6)"
 
-command -v dbgbox >/dev/null || { echo "demo: dbgbox is not on PATH: run scripts/install.sh, or run this script as root" >&2; exit 1; }
-BASE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}"
+PREFIX="${DBGBOX_PREFIX:-/opt/dbgbox}"
+bash scripts/install.sh --prefix "$PREFIX"
+DBGBOX="$PREFIX/bin/dbgbox"
+
+started_bed=0
+DBGBOX_TEST_USER="$DEMO_USER" bash scripts/testbed.sh status >/dev/null 2>&1 || started_bed=1
+say "the sandbox cluster: laptop → login → node (scripts/testbed.sh up)"
+eval "$(DBGBOX_TEST_USER="$DEMO_USER" bash scripts/testbed.sh up)"
+[ "$TB_USER" = "$DEMO_USER" ] || { echo "demo: the sandbox is up for $TB_USER; run scripts/testbed.sh down first" >&2; exit 1; }
+
+# Everything below runs in the laptop namespace as the demo user.
+laptop() {
+  ip netns exec "$TB_LAPTOP_NS" setpriv --reuid="$DEMO_USER" --regid="$DEMO_USER" --init-groups \
+    env -i HOME="$DEMO_HOME" USER="$DEMO_USER" LOGNAME="$DEMO_USER" LANG=C.UTF-8 TERM="${TERM:-dumb}" \
+    PATH="$PREFIX/bin:/usr/local/bin:/usr/bin:/bin" "$@"
+}
+HOPS=(-F "$TB_SSH_CONFIG" --login tb-login --node tb-node --known-hosts "$TB_KNOWN_HOSTS")
+
 NAME=""
 finish() {
-  if [ -n "$NAME" ]; then
-    say "cleanup: container, pinned host key, known_hosts entries"
-    dbgbox cleanup --container "$NAME" || true
-  fi
+  status=$?
+  if [ -n "$NAME" ]; then laptop "$DBGBOX" down "$NAME" >/dev/null 2>&1 || true; fi
+  if [ "$started_bed" -eq 1 ]; then DBGBOX_TEST_USER="$DEMO_USER" bash "$REPO/scripts/testbed.sh" down >/dev/null 2>&1 || true; fi
+  exit "$status"
 }
 trap finish EXIT
 
-say "1. a key pair for dbgbox (ed25519, ~/.ssh/id_dbgbox)"
-if [ -f "$HOME/.ssh/id_dbgbox" ]; then echo "key exists, reusing it"; else dbgbox keygen; fi
+say "0. the laptop cannot reach the node directly"
+if laptop bash -c "exec 3<>/dev/tcp/$TB_NODE_ADDR/22" 2>/dev/null; then
+  echo "demo: the laptop reached the node directly; the sandbox is wrong" >&2; exit 1
+fi
+echo "connect to $TB_NODE_ADDR:22 from the laptop: refused, as on a real cluster"
 
-say "2. an image that adds a key-only sshd for $USER to $BASE"
-dbgbox image create --base "$BASE"
+say "1. a key pair for the container (ed25519, ~/.ssh/id_dbgbox)"
+if [ -f "$DEMO_HOME/.ssh/id_dbgbox" ]; then echo "key exists, reusing it"; else laptop "$DBGBOX" keygen; fi
 
-say "3. a container with a checked port on 127.0.0.1, your home mounted, a 1h TTL"
-json="$(dbgbox container create --gpu none --port auto --ttl 1h --json)"
-echo "$json"
-NAME="$(sed -E 's/.*"name" *: *"([^"]+)".*/\1/' <<<"$json")"
-PORT="$(sed -E 's/.*"port" *: *([0-9]+).*/\1/' <<<"$json")"
+say "2. the image, built on the node through login → node (dbgbox image create --login --node)"
+printf '%s\n' 'RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*' \
+  > "$DEMO_HOME/.dbgbox-demo-python.Dockerfile"
+chown "$DEMO_USER:" "$DEMO_HOME/.dbgbox-demo-python.Dockerfile"
+laptop "$DBGBOX" image create "${HOPS[@]}" --base dbgbox-base/debian:bookworm \
+  --append "$DEMO_HOME/.dbgbox-demo-python.Dockerfile" >/dev/null
+rm -f "$DEMO_HOME/.dbgbox-demo-python.Dockerfile"
+echo "built $DEMO_USER/ssh:latest on the node"
 
-say "4. ssh in with strict host key checking against the pinned key"
-ssh -p "$PORT" -i "$HOME/.ssh/id_dbgbox" -o IdentitiesOnly=yes -o BatchMode=yes \
-  -o HostKeyAlias="dbgbox-$NAME" -o UserKnownHostsFile="$HOME/.ssh/dbgbox/known_hosts" \
-  -o StrictHostKeyChecking=yes "$USER@127.0.0.1" \
-  'echo "inside $(hostname) as $(id -un) ($(id -u):$(id -g)), home $HOME"; ls -ld "$HOME"'
+say "3. dbgbox up --gpu none --port auto"
+start=$(date +%s.%N)
+out="$(laptop "$DBGBOX" up "${HOPS[@]}" --gpu none --port auto)"
+end=$(date +%s.%N)
+echo "$out"
+NAME="$(sed -nE 's/.*ssh dbgbox-([A-Za-z0-9_.-]+).*/\1/p' <<<"$out" | head -n 1)"
+[ -n "$NAME" ] || { echo "demo: could not find the session name in up's output" >&2; exit 1; }
+awk -v s="$start" -v e="$end" 'BEGIN { printf "up took %.1f s\n", e - s }'
 
-say "5. cleanup"
-dbgbox cleanup --container "$NAME"
-NAME=""
-left="$(docker ps -a --filter "label=dbgbox.owner=$USER" -q | wc -l)"
-[ "$left" -eq 0 ] || { echo "demo: $left container(s) of $USER left behind" >&2; exit 1; }
-grep -q "dbgbox-" "$HOME/.ssh/dbgbox/known_hosts" 2>/dev/null && { echo "demo: a pinned key was left" >&2; exit 1; }
-say "done: nothing of this session is left"
+say "4. ssh dbgbox-$NAME python3 -c 'import os; print(os.getcwd())'"
+laptop ssh -o BatchMode=yes "dbgbox-$NAME" python3 -c "'import os; print(os.getcwd())'"
+
+say "5. dbgbox status, and what PyCharm needs"
+laptop "$DBGBOX" status
+laptop "$DBGBOX" ide pycharm "$NAME" || true
+
+say "6. dbgbox down"
+laptop "$DBGBOX" down "$NAME"
+N="$NAME"; NAME=""
+
+say "check: nothing of session $N is left"
+left=0
+docker ps -a --format '{{.Names}}' | grep -qx "$N" && { echo "left: container $N"; left=1; }
+pgrep -u "$DEMO_USER" -f "dbgbox tunnel" >/dev/null && { echo "left: a tunnel process"; left=1; }
+grep -qs "dbgbox-$N" "$DEMO_HOME/.ssh/dbgbox/config" && { echo "left: the Host block"; left=1; }
+grep -qs "dbgbox-$N" "$DEMO_HOME/.ssh/dbgbox/known_hosts" && { echo "left: the pinned host key"; left=1; }
+[ "$left" -eq 0 ] || exit 1
+echo "nothing left: no container, no tunnel, no Host block, no pinned key"
+say "done"
