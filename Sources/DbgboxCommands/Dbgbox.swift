@@ -8,20 +8,23 @@ public struct Dbgbox: ParsableCommand {
         commandName: "dbgbox",
         abstract: "Attach your laptop's IDE to a Docker container on a cluster GPU node.",
         discussion: """
-        Typical flow on a node: dbgbox keygen; dbgbox image create --base IMAGE; \
-        dbgbox container create --gpu V --port auto; ... dbgbox cleanup --container NAME.
+        From the laptop, in one command: dbgbox keygen; dbgbox up --login LOGIN --node NODE --gpu V \
+        --port auto --base IMAGE; then ssh dbgbox-NAME (or PyCharm / VS Code: dbgbox ide pycharm NAME); \
+        dbgbox down NAME when done. Step by step: image create, container create|list|rm, tunnel and \
+        cleanup (with --login/--node they run docker on the node through the libssh2 chain).
         """,
         version: DbgboxVersion.current,
+        // In the order of the story: the one-command flow first, then its steps.
         subcommands: [
             Keygen.self,
-            Image.self,
-            Container.self,
-            Cleanup.self,
-            Ide.self,
-            TunnelCommand.self,
             Up.self,
             Down.self,
             Status.self,
+            Ide.self,
+            Image.self,
+            Container.self,
+            TunnelCommand.self,
+            Cleanup.self,
         ]
     )
 
