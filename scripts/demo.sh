@@ -5,7 +5,8 @@
 #
 # scripts/testbed.sh makes the three hosts (ip netns + veth, one throwaway OpenSSH sshd per host).
 # Then, from the laptop namespace and as an ordinary user (cluster users are never root):
-#   1. dbgbox keygen (the container's key; the sandbox's hops use the sandbox's own key)
+#   1. dbgbox keygen, then dbgbox key install on the login host (the sandbox's sshds log in with the
+#      sandbox's own key, named in its ssh config)
 #   2. dbgbox image create on the node, through the libssh2 chain (the base plus python3)
 #   3. dbgbox up --gpu none --port auto: container, pinned host key, detached tunnel, Host block
 #   4. ssh dbgbox-<name> python3 -c 'import os; print(os.getcwd())'
@@ -66,6 +67,9 @@ echo "connect to $TB_NODE_ADDR:22 from the laptop: refused, as on a real cluster
 
 say "1. a key pair for the container (ed25519, ~/.ssh/id_dbgbox)"
 if [ -f "$DEMO_HOME/.ssh/id_dbgbox" ]; then echo "key exists, reusing it"; else laptop "$DBGBOX" keygen; fi
+
+say "1b. dbgbox key install: append ~/.ssh/id_dbgbox.pub to ~/.ssh/authorized_keys on the login host"
+laptop "$DBGBOX" key install -F "$TB_SSH_CONFIG" --login tb-login --known-hosts "$TB_KNOWN_HOSTS"
 
 say "2. the image, built on the node through login → node (dbgbox image create --login --node)"
 printf '%s\n' 'RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*' \

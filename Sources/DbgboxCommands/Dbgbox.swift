@@ -17,6 +17,7 @@ public struct Dbgbox: ParsableCommand {
         // In the order of the story: the one-command flow first, then its steps.
         subcommands: [
             Keygen.self,
+            Key.self,
             Up.self,
             Down.self,
             Status.self,

@@ -66,8 +66,19 @@ public struct TunnelPlanner: Sendable {
         return TunnelPlan(configuration: configuration, login: login, node: node)
     }
 
+    /// One hop on its own (e.g. `dbgbox key install` on the login host). With
+    /// `allowNoCredentials`, a hop with no agent and no usable key is planned anyway: the caller
+    /// falls back to a password.
+    public func planSingleHop(_ spec: HostSpec, identityFiles: [String], sshConfigFile: String?,
+                              allowNoCredentials: Bool) throws -> PlannedHop {
+        let request = TunnelRequest(login: spec, node: spec, targetPort: 22, identityFiles: identityFiles,
+                                    sshConfigFile: sshConfigFile)
+        return try planHop(.login, spec: spec, explicitKeys: identityFiles, request: request,
+                           allowNoCredentials: allowNoCredentials)
+    }
+
     private func planHop(_ role: TunnelHopRole, spec: HostSpec, explicitKeys: [String],
-                         request: TunnelRequest) throws -> PlannedHop {
+                         request: TunnelRequest, allowNoCredentials: Bool = false) throws -> PlannedHop {
         let expanded = explicitKeys.map(expandTilde)
         let resolved = try resolver.resolve(
             spec: spec, overrides: SSHConfigOverrides(identityFiles: expanded, configFile: request.sshConfigFile))
@@ -111,7 +122,7 @@ public struct TunnelPlanner: Sendable {
             if inspected.isEncrypted { encrypted.append(path) }
             credentials.append(.keyFile(path: path, passphrase: nil))
         }
-        guard !credentials.isEmpty else {
+        guard !credentials.isEmpty || allowNoCredentials else {
             throw TunnelSetupError.noCredentials(label: label, host: resolved.hostName, skipped: skipped)
         }
         let hop = TunnelHop(host: resolved.hostName, port: resolved.port, user: resolved.user,
