@@ -51,7 +51,8 @@ final class ContainerSpecTests: XCTestCase {
         let dir = try containerTempDir(self)
         let fs = LocalFileSystem()
         assertOneLineError(try AuthorizedKey.load(path: "\(dir)/id_dbgbox.pub", fs: fs), contains: "run dbgbox keygen")
-        try "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n".write(toFile: "\(dir)/id", atomically: true, encoding: .utf8)
+        // A private key passed by mistake: a throwaway one made for this run.
+        try FileManager.default.copyItem(atPath: try ThrowawayKeys.path("ed25519_c"), toPath: "\(dir)/id")
         assertOneLineError(try AuthorizedKey.load(path: "\(dir)/id", fs: fs), contains: "pass the .pub")
         try "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 u@h\n".write(toFile: "\(dir)/rsa.pub", atomically: true, encoding: .utf8)
         assertOneLineError(try AuthorizedKey.load(path: "\(dir)/rsa.pub", fs: fs), contains: "rsa-sha2")

@@ -8,12 +8,9 @@ final class KeysTests: XCTestCase {
     static let readable = ["ed25519_c", "ed25519_wrap70", "ed25519_nocomment", "ed25519_utf8",
                            "ecdsa_mpint31", "ecdsa_mpint32", "ecdsa_mpint33"]
 
-    func fixture(_ name: String) throws -> Data {
-        let dir = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-        return try Data(contentsOf: dir.appendingPathComponent("keys/\(name)"))
-    }
+    func fixture(_ name: String) throws -> Data { try ThrowawayKeys.data(name) }
 
-    func fixtureText(_ name: String) throws -> String { String(decoding: try fixture(name), as: UTF8.self) }
+    func fixtureText(_ name: String) throws -> String { try ThrowawayKeys.text(name) }
 
     func testReserializationIsByteIdenticalToSSHKeygen() throws {
         for name in Self.readable {

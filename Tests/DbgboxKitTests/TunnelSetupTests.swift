@@ -18,8 +18,7 @@ final class TunnelSetupTests: XCTestCase {
     }
 
     func copyKey(_ fixture: String, to name: String) throws -> String {
-        let src = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-            .appendingPathComponent("keys/\(fixture)")
+        let src = URL(fileURLWithPath: try ThrowawayKeys.path(fixture))
         let dst = "\(dir)/.ssh/\(name)"
         try Data(contentsOf: src).write(to: URL(fileURLWithPath: dst))
         return dst
@@ -147,8 +146,7 @@ final class TunnelSetupTests: XCTestCase {
     }
 
     func hostKey(_ fixture: String) throws -> HostKey {
-        let src = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-            .appendingPathComponent("keys/\(fixture).pub")
+        let src = URL(fileURLWithPath: try ThrowawayKeys.path(fixture + ".pub"))
         let key = try SSHPublicKey(line: try String(contentsOf: src, encoding: .utf8))
         return HostKey(typeName: key.type, blob: key.blob)
     }

@@ -1,1 +1,0 @@
-ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEIktkROtcps/8H/aDWrcBvJDt4hDjSmBvVzbX7rYKm9VA2QsgiqiW61mpn9PqqALz7YzvkdzjLEsCyFUyDUG90= c

@@ -1,1 +1,0 @@
-ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDbwhMGvivkPaD2sJiUCcdD23ERGFKaVcqvDqaUTGJkk André Souza@gpu-07 dbgbox
