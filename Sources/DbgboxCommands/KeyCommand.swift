@@ -89,21 +89,11 @@ struct KeyInstall: ParsableCommand {
 
     /// Agent and keys first, then the password asked on the terminal.
     private func authenticate(_ session: SSHSession, hop: PlannedHop, prompter: Prompter, name: String) throws {
-        var tried: [String] = []
-        for credential in hop.hop.credentials {
-            switch credential {
-            case .agent(let socket):
-                tried.append("ssh-agent")
-                if (try? session.authenticateWithAgent(user: hop.hop.user, socketPath: socket)) == true { return }
-            case .keyFile(let path, let passphrase):
-                tried.append(path)
-                var secret = passphrase
-                if hop.encryptedKeys.contains(path), secret == nil, prompter.isInteractive {
-                    secret = prompter.secret("Enter passphrase for key '\(path)': ")
-                }
-                if (try? session.authenticate(user: hop.hop.user, privateKeyPath: path, passphrase: secret)) != nil { return }
-            }
+        let failure = HopLogin.tryCredentials(session, hop: hop.hop) { path in
+            hop.encryptedKeys.contains(path) && prompter.isInteractive
+                ? prompter.secret("Enter passphrase for key '\(path)': ") : nil
         }
+        guard var tried = failure?.tried else { return }
         let methods = session.authMethods(user: hop.hop.user)
         if methods.contains("password"), prompter.isInteractive,
            let password = prompter.secret("\(hop.hop.user)@\(hop.hop.host)'s password: ") {

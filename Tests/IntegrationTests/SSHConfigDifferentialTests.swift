@@ -206,18 +206,23 @@ final class SSHConfigDifferentialTests: XCTestCase {
         Case(name: "user@ IPv4 address", files: ["config": "Host 10.1.*\n  Port 2210\n"], host: "root@10.1.2.3"),
     ]
 
+    /// Writes a case's config files under `caseDir`, with @DIR@ replaced by it.
+    func writeFiles(of testCase: Case, into caseDir: String) throws {
+        for (name, text) in testCase.files {
+            let path = "\(caseDir)/\(name)"
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            try LocalFileSystem().writeAtomically(Data(text.replacingOccurrences(of: "@DIR@", with: caseDir).utf8),
+                                                  to: path, mode: 0o644)
+        }
+    }
+
     func testResolutionMatchesSSHG() throws {
         XCTAssertGreaterThanOrEqual(Self.cases.count, 30)
         var failures: [String] = []
         for (index, testCase) in Self.cases.enumerated() {
             let caseDir = "\(dir)/case\(index)"
-            for (name, text) in testCase.files {
-                let path = "\(caseDir)/\(name)"
-                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                        withIntermediateDirectories: true)
-                try LocalFileSystem().writeAtomically(Data(text.replacingOccurrences(of: "@DIR@", with: caseDir).utf8),
-                                                      to: path, mode: 0o644)
-            }
+            try writeFiles(of: testCase, into: caseDir)
             let config = "\(caseDir)/config"
             let expected = try sshG(config: config, testCase)
             let ours = try resolve(config: config, testCase)
@@ -291,13 +296,7 @@ final class SSHConfigDifferentialTests: XCTestCase {
         var failures: [String] = []
         for (index, testCase) in expandable {
             let caseDir = "\(dir)/v\(index)"
-            for (name, text) in testCase.files {
-                let path = "\(caseDir)/\(name)"
-                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                        withIntermediateDirectories: true)
-                try LocalFileSystem().writeAtomically(Data(text.replacingOccurrences(of: "@DIR@", with: caseDir).utf8),
-                                                      to: path, mode: 0o644)
-            }
+            try writeFiles(of: testCase, into: caseDir)
             let config = "\(caseDir)/config"
             let result = try IT.runner.run(["ssh", "-v", "-o", "ProxyCommand=exit 0", "-o", "BatchMode=yes"]
                                            + sshArgs(config: config, testCase))

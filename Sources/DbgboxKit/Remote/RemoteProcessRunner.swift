@@ -74,25 +74,9 @@ public final class RemoteProcessRunner: ProcessRunner, @unchecked Sendable {
     deinit { close() }
 
     private static func authenticate(_ session: SSHSession, hop: TunnelHop) throws {
-        var tried: [String] = []
-        var lastWhy = ""
-        for credential in hop.credentials {
-            switch credential {
-            case .agent(let socket):
-                tried.append("ssh-agent")
-                do { if try session.authenticateWithAgent(user: hop.user, socketPath: socket) { return } } catch {
-                    lastWhy = "\(error)"
-                }
-            case .keyFile(let path, let passphrase):
-                tried.append(path)
-                do {
-                    try session.authenticate(user: hop.user, privateKeyPath: path, passphrase: passphrase)
-                    return
-                } catch { lastWhy = "\(error)" }
-            }
-        }
+        guard let failure = HopLogin.tryCredentials(session, hop: hop) else { return }
         throw RemoteError.authentication(node: "\(hop.label) \(hop.endpoint)", user: hop.user,
-                                         tried: tried, why: lastWhy)
+                                         tried: failure.tried, why: failure.lastError)
     }
 
     public func run(_ argv: [String], input: Data?) throws -> ProcessResult {
