@@ -13,27 +13,8 @@ final class DockerfileGoldenTests: XCTestCase {
     }
 
     func check(_ golden: String, _ spec: DockerfileSpec, file: StaticString = #filePath, line: UInt = #line) throws {
-        let rendered = try DockerfileRenderer.render(spec, templates: Self.templates())
-        let path = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/dockerfiles/\(golden)").path
-        if ProcessInfo.processInfo.environment["DBGBOX_RECORD_GOLDENS"] == "1" {
-            try Data(rendered.utf8).write(to: URL(fileURLWithPath: path))
-            return
-        }
-        guard let expected = FileManager.default.contents(atPath: path) else {
-            return XCTFail("missing golden \(path): record it with DBGBOX_RECORD_GOLDENS=1", file: file, line: line)
-        }
-        if Data(rendered.utf8) != expected {
-            let want = String(decoding: expected, as: UTF8.self).components(separatedBy: "\n")
-            let got = rendered.components(separatedBy: "\n")
-            let first = (0..<min(want.count, got.count)).first(where: { want[$0] != got[$0] }) ?? min(want.count, got.count)
-            XCTFail("""
-                \(golden) differs at line \(first + 1):
-                  golden:   \(first < want.count ? want[first] : "<end>")
-                  rendered: \(first < got.count ? got[first] : "<end>")
-                re-record with DBGBOX_RECORD_GOLDENS=1 if the change is intended
-                """, file: file, line: line)
-        }
+        try assertGolden(try DockerfileRenderer.render(spec, templates: Self.templates()), "dockerfiles/\(golden)",
+                         file: file, line: line)
     }
 
     func spec(_ base: String, _ family: DistroFamily, bash: Bool, append: String? = nil) -> DockerfileSpec {

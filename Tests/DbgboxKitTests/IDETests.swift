@@ -32,26 +32,7 @@ enum IDEFixtures {
 /// Re-record with DBGBOX_RECORD_GOLDENS=1.
 final class IDEGoldenTests: XCTestCase {
     func check(_ golden: String, _ rendered: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let path = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/ide/\(golden)").path
-        if ProcessInfo.processInfo.environment["DBGBOX_RECORD_GOLDENS"] == "1" {
-            try Data(rendered.utf8).write(to: URL(fileURLWithPath: path))
-            return
-        }
-        guard let expected = FileManager.default.contents(atPath: path) else {
-            return XCTFail("missing golden \(path): record it with DBGBOX_RECORD_GOLDENS=1", file: file, line: line)
-        }
-        let want = String(decoding: expected, as: UTF8.self).components(separatedBy: "\n")
-        let got = rendered.components(separatedBy: "\n")
-        if want != got {
-            let first = (0..<min(want.count, got.count)).first(where: { want[$0] != got[$0] }) ?? min(want.count, got.count)
-            XCTFail("""
-                \(golden) differs at line \(first + 1):
-                  golden:   \(first < want.count ? want[first] : "<end>")
-                  rendered: \(first < got.count ? got[first] : "<end>")
-                re-record with DBGBOX_RECORD_GOLDENS=1 if the change is intended
-                """, file: file, line: line)
-        }
+        try assertGolden(rendered, "ide/\(golden)", file: file, line: line)
     }
 
     func testPyCharmWithAlias() throws {
