@@ -5,8 +5,9 @@
 #
 # scripts/testbed.sh makes the three hosts (ip netns + veth, one throwaway OpenSSH sshd per host).
 # Then, from the laptop namespace and as an ordinary user (cluster users are never root):
-#   1. dbgbox keygen, then dbgbox key install on the login host (the sandbox's sshds log in with the
-#      sandbox's own key, named in its ssh config)
+#   1. dbgbox keygen, then dbgbox key install on the login host. That first login uses the sandbox's
+#      own key for the demo user (a real cluster asks for your password there); from then on every
+#      hop logs in with ~/.ssh/id_dbgbox alone, through the demo's own ssh config for the two hosts
 #   2. dbgbox image create on the node, through the libssh2 chain (the base plus python3)
 #   3. dbgbox up --gpu none --port auto: container, pinned host key, detached tunnel, Host block
 #   4. ssh dbgbox-<name> python3 -c 'import os; print(os.getcwd())'
@@ -32,28 +33,40 @@ getent group docker >/dev/null || groupadd docker
 usermod -aG docker "$DEMO_USER"
 DEMO_HOME="$(getent passwd "$DEMO_USER" | cut -d: -f6)"
 
-PREFIX="${DBGBOX_PREFIX:-/opt/dbgbox}"
-bash scripts/install.sh --prefix "$PREFIX"
-DBGBOX="$PREFIX/bin/dbgbox"
+# DBGBOX_DEMO_BIN: an installed dbgbox to use (its templates beside it, as install.sh puts them)
+# instead of building and installing one under DBGBOX_PREFIX (the test of this demo does so).
+if [ -n "${DBGBOX_DEMO_BIN:-}" ]; then
+  [ -x "$DBGBOX_DEMO_BIN" ] || { echo "demo: DBGBOX_DEMO_BIN=$DBGBOX_DEMO_BIN is not an executable: install dbgbox with scripts/install.sh, or unset it" >&2; exit 1; }
+  DBGBOX="$DBGBOX_DEMO_BIN"
+else
+  PREFIX="${DBGBOX_PREFIX:-/opt/dbgbox}"
+  bash scripts/install.sh --prefix "$PREFIX"
+  DBGBOX="$PREFIX/bin/dbgbox"
+fi
 
 started_bed=0
 DBGBOX_TEST_USER="$DEMO_USER" bash scripts/testbed.sh status >/dev/null 2>&1 || started_bed=1
 say "the sandbox cluster: laptop → login → node (scripts/testbed.sh up)"
+# (Already up for the tests' user: this adds the demo user to it, and leaves it up at the end.)
 eval "$(DBGBOX_TEST_USER="$DEMO_USER" bash scripts/testbed.sh up)"
-[ "$TB_USER" = "$DEMO_USER" ] || { echo "demo: the sandbox is up for $TB_USER; run scripts/testbed.sh down first" >&2; exit 1; }
 
 # Everything below runs in the laptop namespace as the demo user.
 laptop() {
   ip netns exec "$TB_LAPTOP_NS" setpriv --reuid="$DEMO_USER" --regid="$DEMO_USER" --init-groups \
     env -i HOME="$DEMO_HOME" USER="$DEMO_USER" LOGNAME="$DEMO_USER" LANG=C.UTF-8 TERM="${TERM:-dumb}" \
-    PATH="$PREFIX/bin:/usr/local/bin:/usr/bin:/bin" "$@"
+    PATH="$(dirname "$DBGBOX"):/usr/local/bin:/usr/bin:/bin" "$@"
 }
-HOPS=(-F "$TB_SSH_CONFIG" --login tb-login --node tb-node --known-hosts "$TB_KNOWN_HOSTS")
+# The two hosts as a user would write them in ~/.ssh/config, with the key dbgbox keygen makes
+# (the demo keeps them in a file of its own and passes -F). The host keys are the sandbox's, as
+# known_hosts holds them after a first login.
+HOSTS="$DEMO_HOME/.ssh/dbgbox-demo-hosts"
+HOPS=(-F "$HOSTS" --login sandbox-login --node sandbox-node)
 
 NAME=""
 finish() {
   status=$?
   if [ -n "$NAME" ]; then laptop "$DBGBOX" down "$NAME" >/dev/null 2>&1 || true; fi
+  rm -f "$HOSTS"
   if [ "$started_bed" -eq 1 ]; then DBGBOX_TEST_USER="$DEMO_USER" bash "$REPO/scripts/testbed.sh" down >/dev/null 2>&1 || true; fi
   exit "$status"
 }
@@ -69,7 +82,20 @@ say "1. a key pair for the container (ed25519, ~/.ssh/id_dbgbox)"
 if [ -f "$DEMO_HOME/.ssh/id_dbgbox" ]; then echo "key exists, reusing it"; else laptop "$DBGBOX" keygen; fi
 
 say "1b. dbgbox key install: append ~/.ssh/id_dbgbox.pub to ~/.ssh/authorized_keys on the login host"
+echo "(this first login uses the sandbox's own key for $DEMO_USER; on a real cluster dbgbox asks for your password here)"
 laptop "$DBGBOX" key install -F "$TB_SSH_CONFIG" --login tb-login --known-hosts "$TB_KNOWN_HOSTS"
+
+say "1c. from here on, login and node accept ~/.ssh/id_dbgbox alone (the home is shared, as on a cluster)"
+{
+  for host in login node; do
+    if [ "$host" = login ]; then addr="$TB_LOGIN_ADDR"; port="$TB_LOGIN_PORT"; else addr="$TB_NODE_ADDR"; port="$TB_NODE_PORT"; fi
+    printf 'Host sandbox-%s\n  HostName %s\n  Port %s\n  User %s\n  IdentityFile ~/.ssh/id_dbgbox\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n' \
+      "$host" "$addr" "$port" "$DEMO_USER" "$TB_KNOWN_HOSTS"
+  done
+} >"$HOSTS"
+chown "$DEMO_USER:" "$HOSTS"; chmod 0600 "$HOSTS"
+sed 's/^/    /' "$HOSTS"
+laptop ssh -F "$HOSTS" -o BatchMode=yes sandbox-login 'echo "logged in to the login host as $(id -un) with ~/.ssh/id_dbgbox"'
 
 say "2. the image, built on the node through login → node (dbgbox image create --login --node)"
 printf '%s\n' 'RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*' \

@@ -18,12 +18,20 @@
 #   scripts/testbed.sh link down|up          set the laptop-side veth down / up
 #   scripts/testbed.sh kill-login-sessions   kill login sshd's per-connection processes, keep its listener
 #
-# The test user (DBGBOX_TEST_USER, default dbgtest) gets ed25519/RSA/"wrong" keys in the state dir
-# (DBGBOX_TESTBED_DIR, default /run/dbgbox-testbed). For `--node-via exec` (login runs
-# `ssh -W NODE:22 NODE` as the user, whose home login shares) a marked Host block for the node address
-# is put at the top of the user's ~/.ssh/config; `down` removes exactly those bytes.
+# The hosts are shared by every user `up` ran for (DBGBOX_TEST_USER, default dbgtest for the tests;
+# the demo uses its own user). Each user gets a directory in the state dir (DBGBOX_TESTBED_DIR,
+# default /run/dbgbox-testbed): users/USER/ holds ed25519/RSA/"wrong" keys, the authorized_keys the
+# sshds read for that user, an ssh config with the aliases, and the env. `up` for a second user adds
+# that directory and touches neither the hosts nor the first user's files, so the demo and the tests
+# can share one running testbed.
+# Both sshds take a user's keys from users/%u/authorized_keys and, as on a real cluster, from the
+# user's own ~/.ssh/authorized_keys (login and node share the home), so a key that
+# `dbgbox key install` added logs in. StrictModes is on. For `--node-via exec` (login runs
+# `ssh -W NODE:22 NODE` as the user) a marked Host block for the node address is put at the top of
+# the user's ~/.ssh/config; `down` removes exactly those bytes, for every user.
 #
-# Use from a shell: eval "$(sudo scripts/testbed.sh up)"   (or: set -a; . /run/dbgbox-testbed/env; set +a)
+# Use from a shell: eval "$(sudo scripts/testbed.sh up)"
+#   (or: set -a; . /run/dbgbox-testbed/users/dbgtest/env; set +a)
 set -euo pipefail
 
 LAPTOP_NS=dbgbox-laptop
@@ -54,6 +62,7 @@ case "$STATE" in
 esac
 [[ "$STATE" =~ ^/[A-Za-z0-9._/-]+$ ]] || die "DBGBOX_TESTBED_DIR may hold only [A-Za-z0-9._/-]: $STATE"
 [ "$STATE" != / ] || die "DBGBOX_TESTBED_DIR must not be /"
+[[ "$TB_USER" =~ ^[A-Za-z0-9_][A-Za-z0-9._-]*$ ]] || die "DBGBOX_TEST_USER is not a user name: $TB_USER"
 
 require_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces, sshd)"; }
 require_tools() {
@@ -76,6 +85,8 @@ link_exists() { # [ns] ifname
 
 user_home() { getent passwd "$TB_USER" | cut -d: -f6; }
 user_group() { id -gn "$TB_USER"; }
+# The user's own directory in the state dir: keys, authorized_keys, ssh config, env, records.
+user_dir() { printf '%s/users/%s' "$STATE" "$TB_USER"; }
 
 # --- sshd processes -------------------------------------------------------------------------------
 
@@ -240,14 +251,14 @@ keygen() { # type path comment [bits]
 
 pub_key() { awk '{print $1" "$2}' "$1"; }
 
-# Writes host configs and keys. Sets LOGIN_CHANGED / NODE_CHANGED when an sshd must restart.
-ensure_files() {
-  local group host addr
-  group="$(user_group)"
+# Writes the hosts' keys, known_hosts and sshd configs. Sets LOGIN_CHANGED / NODE_CHANGED when an
+# sshd must restart. Nothing here depends on the user: adding a user never restarts an sshd.
+ensure_host_files() {
+  local host addr port
   LOGIN_CHANGED=0; NODE_CHANGED=0
   if [ -L "$STATE" ]; then die "$STATE is a symlink"; fi
-  mkdir -p "$STATE/login" "$STATE/node" "$STATE/hostkeys" /run/sshd
-  chmod 0755 "$STATE" "$STATE/login" "$STATE/node"
+  mkdir -p "$STATE/login" "$STATE/node" "$STATE/hostkeys" "$STATE/users" /run/sshd
+  chmod 0755 "$STATE" "$STATE/login" "$STATE/node" "$STATE/users"
   chmod 0700 "$STATE/hostkeys"
 
   for host in login node; do
@@ -257,44 +268,13 @@ ensure_files() {
     [ "$changed" -eq 0 ] || { [ "$host" = login ] && LOGIN_CHANGED=1 || NODE_CHANGED=1; }
   done
 
-  # The test user's keys: authorized ed25519 and RSA, and an unauthorized "wrong" ed25519.
-  keygen ed25519 "$STATE/id_ed25519" "dbgbox-testbed-$TB_USER" || true
-  keygen rsa "$STATE/id_rsa" "dbgbox-testbed-$TB_USER-rsa" 3072 || true
-  keygen ed25519 "$STATE/id_wrong_ed25519" "dbgbox-testbed-$TB_USER-wrong" || true
-  chown "$TB_USER:$group" "$STATE"/id_ed25519* "$STATE"/id_rsa* "$STATE"/id_wrong_ed25519*
-  chmod 0600 "$STATE/id_ed25519" "$STATE/id_rsa" "$STATE/id_wrong_ed25519"
-  chmod 0644 "$STATE/id_ed25519.pub" "$STATE/id_rsa.pub" "$STATE/id_wrong_ed25519.pub"
-
-  { pub_key "$STATE/id_ed25519.pub"; pub_key "$STATE/id_rsa.pub"; } | put_file "$STATE/authorized_keys" 0644 || true
-
   {
     for key in ed25519 ecdsa; do printf '%s %s\n' "$LOGIN_ADDR" "$(pub_key "$STATE/hostkeys/login_$key.pub")"; done
     for key in ed25519 ecdsa; do printf '%s %s\n' "$NODE_ADDR" "$(pub_key "$STATE/hostkeys/node_$key.pub")"; done
   } | put_file "$STATE/known_hosts" 0644 || true
 
-  put_file "$STATE/ssh_config" 0644 <<EOF || true
-# dbgbox testbed aliases (scripts/testbed.sh). Use: ssh -F $STATE/ssh_config tb-login
-Host tb-login
-  HostName $LOGIN_ADDR
-  User $TB_USER
-  Port $LOGIN_PORT
-  IdentityFile $STATE/id_ed25519
-  IdentitiesOnly yes
-  UserKnownHostsFile $STATE/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-
-Host tb-node
-  HostName $NODE_ADDR
-  User $TB_USER
-  Port $NODE_PORT
-  IdentityFile $STATE/id_ed25519
-  IdentitiesOnly yes
-  UserKnownHostsFile $STATE/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-EOF
-
+  # No AllowUsers: a user gets in only with a key of users/USER/authorized_keys (root's file, written
+  # by `up` for that user) or of their own ~/.ssh/authorized_keys; root not at all.
   for host in login node; do
     if [ "$host" = login ]; then addr="$LOGIN_ADDR"; port="$LOGIN_PORT"; else addr="$NODE_ADDR"; port="$NODE_PORT"; fi
     if put_file "$(sshd_config_path "$host")" 0644 <<EOF; then
@@ -304,16 +284,15 @@ AddressFamily inet
 HostKey $STATE/hostkeys/${host}_ed25519
 HostKey $STATE/hostkeys/${host}_ecdsa
 PidFile $(sshd_pid_path "$host")
-AuthorizedKeysFile $STATE/authorized_keys
+AuthorizedKeysFile $STATE/users/%u/authorized_keys .ssh/authorized_keys
 AuthorizedPrincipalsFile none
-AllowUsers $TB_USER
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 HostbasedAuthentication no
 PermitRootLogin no
 UsePAM no
-StrictModes no
+StrictModes yes
 AllowTcpForwarding yes
 AllowStreamLocalForwarding no
 X11Forwarding no
@@ -330,12 +309,52 @@ EOF
   done
 }
 
+# Writes the user's directory: keys (authorized ed25519 and RSA, an unauthorized "wrong" ed25519),
+# the authorized_keys both sshds read for the user, and an ssh config with the aliases.
+ensure_user_files() {
+  local group dir
+  group="$(user_group)"; dir="$(user_dir)"
+  mkdir -p "$dir"
+  chmod 0755 "$dir"
+  keygen ed25519 "$dir/id_ed25519" "dbgbox-testbed-$TB_USER" || true
+  keygen rsa "$dir/id_rsa" "dbgbox-testbed-$TB_USER-rsa" 3072 || true
+  keygen ed25519 "$dir/id_wrong_ed25519" "dbgbox-testbed-$TB_USER-wrong" || true
+  chown "$TB_USER:$group" "$dir"/id_ed25519* "$dir"/id_rsa* "$dir"/id_wrong_ed25519*
+  chmod 0600 "$dir/id_ed25519" "$dir/id_rsa" "$dir/id_wrong_ed25519"
+  chmod 0644 "$dir/id_ed25519.pub" "$dir/id_rsa.pub" "$dir/id_wrong_ed25519.pub"
+
+  { pub_key "$dir/id_ed25519.pub"; pub_key "$dir/id_rsa.pub"; } | put_file "$dir/authorized_keys" 0644 || true
+
+  put_file "$dir/ssh_config" 0644 <<EOF || true
+# dbgbox testbed aliases for $TB_USER (scripts/testbed.sh). Use: ssh -F $dir/ssh_config tb-login
+Host tb-login
+  HostName $LOGIN_ADDR
+  User $TB_USER
+  Port $LOGIN_PORT
+  IdentityFile $dir/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $STATE/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+
+Host tb-node
+  HostName $NODE_ADDR
+  User $TB_USER
+  Port $NODE_PORT
+  IdentityFile $dir/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $STATE/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+EOF
+}
+
 # --- the user's ~/.ssh/config block (for `ssh -W` run on login) ------------------------------------
 
 user_block() {
   printf '%s\n' "$MARK_BEGIN" \
     "Host $NODE_ADDR" \
-    "  IdentityFile $STATE/id_ed25519" \
+    "  IdentityFile $(user_dir)/id_ed25519" \
     "  IdentitiesOnly yes" \
     "  UserKnownHostsFile $STATE/known_hosts" \
     "  StrictHostKeyChecking yes" \
@@ -348,12 +367,12 @@ user_block() {
 slurp() { local __c; __c="$(cat -- "$1"; printf x)"; printf -v "$2" '%s' "${__c%x}"; }
 
 ensure_user_block() {
-  local home sshdir cfg group block content recorded
-  home="$(user_home)"; sshdir="$home/.ssh"; cfg="$sshdir/config"; group="$(user_group)"
+  local home sshdir cfg group block content recorded dir
+  home="$(user_home)"; sshdir="$home/.ssh"; cfg="$sshdir/config"; group="$(user_group)"; dir="$(user_dir)"
   [ -n "$home" ] && [ -d "$home" ] || die "test user $TB_USER has no home directory"
   block="$(user_block; printf x)"; block="${block%x}"
-  if [ -f "$STATE/user_block" ] && [ -f "$cfg" ]; then
-    slurp "$STATE/user_block" recorded
+  if [ -f "$dir/user_block" ] && [ -f "$cfg" ]; then
+    slurp "$dir/user_block" recorded
     slurp "$cfg" content
     # shellcheck disable=SC2154
     if [[ "$content" == *"$recorded"* ]]; then return 0; fi
@@ -361,37 +380,38 @@ ensure_user_block() {
   if [ -f "$cfg" ]; then
     slurp "$cfg" content
     # The same block left by an earlier testbed whose state was lost: adopt it, never add twice.
-    if [[ "$content" == *"$block"* ]]; then printf '%s' "$block" >"$STATE/user_block"; return 0; fi
+    if [[ "$content" == *"$block"* ]]; then printf '%s' "$block" >"$dir/user_block"; return 0; fi
   fi
   if [ ! -d "$sshdir" ]; then
     install -d -m 0700 -o "$TB_USER" -g "$group" "$sshdir"
-    : >"$STATE/user_created_sshdir"
+    : >"$dir/user_created_sshdir"
   fi
   if [ ! -e "$cfg" ]; then
     install -m 0600 -o "$TB_USER" -g "$group" /dev/null "$cfg"
-    : >"$STATE/user_created_config"
+    : >"$dir/user_created_config"
   fi
   slurp "$cfg" content
   # At the top, so it wins over the user's own entries (first value wins); its `Host *` line
   # returns the rest of the file to matching every host, as it did before.
-  printf '%s' "$block" >"$STATE/user_block"
+  printf '%s' "$block" >"$dir/user_block"
   printf '%s%s' "$block" "$content" >"$cfg"     # in place: owner and mode are kept
 }
 
 remove_user_block() {
-  local home sshdir cfg recorded content
+  local home sshdir cfg recorded content dir
+  dir="$(user_dir)"
   home="$(user_home 2>/dev/null || true)"
   [ -n "$home" ] || return 0
   sshdir="$home/.ssh"; cfg="$sshdir/config"
-  if [ -f "$STATE/user_block" ] && [ -f "$cfg" ]; then
-    slurp "$STATE/user_block" recorded
+  if [ -f "$dir/user_block" ] && [ -f "$cfg" ]; then
+    slurp "$dir/user_block" recorded
     slurp "$cfg" content
     if [ -n "$recorded" ] && [[ "$content" == *"$recorded"* ]]; then
       printf '%s' "${content/"$recorded"/}" >"$cfg"
     fi
   fi
-  if [ -f "$STATE/user_created_config" ] && [ -f "$cfg" ] && [ ! -s "$cfg" ]; then rm -f "$cfg"; fi
-  if [ -f "$STATE/user_created_sshdir" ] && [ -d "$sshdir" ]; then rmdir "$sshdir" 2>/dev/null || true; fi
+  if [ -f "$dir/user_created_config" ] && [ -f "$cfg" ] && [ ! -s "$cfg" ]; then rm -f "$cfg"; fi
+  if [ -f "$dir/user_created_sshdir" ] && [ -d "$sshdir" ]; then rmdir "$sshdir" 2>/dev/null || true; fi
 }
 
 # --- env ------------------------------------------------------------------------------------------
@@ -407,11 +427,11 @@ TB_LOGIN_PORT=$LOGIN_PORT
 TB_NODE_PORT=$NODE_PORT
 TB_LOGIN_ALIAS=tb-login
 TB_NODE_ALIAS=tb-node
-TB_KEY=$STATE/id_ed25519
-TB_RSA_KEY=$STATE/id_rsa
-TB_WRONG_KEY=$STATE/id_wrong_ed25519
+TB_KEY=$(user_dir)/id_ed25519
+TB_RSA_KEY=$(user_dir)/id_rsa
+TB_WRONG_KEY=$(user_dir)/id_wrong_ed25519
 TB_KNOWN_HOSTS=$STATE/known_hosts
-TB_SSH_CONFIG=$STATE/ssh_config
+TB_SSH_CONFIG=$(user_dir)/ssh_config
 TB_STATE_DIR=$STATE
 TB_USER=$TB_USER
 EOF
@@ -419,7 +439,8 @@ EOF
 
 # --- status ---------------------------------------------------------------------------------------
 
-# Prints one line per component; returns 0 when all are up.
+# Prints one line per component; returns 0 when the hosts are all up. The user line is for
+# information: `up` adds a user to running hosts, and whoever brought the hosts up takes them down.
 check_all() {
   local ok=0
   chk() { local name="$1"; shift; if "$@" >/dev/null 2>&1; then echo "up    $name"; else echo "down  $name"; ok=1; fi; }
@@ -429,7 +450,7 @@ check_all() {
   chk "link login<->node ($NODE_IF up)" link_up "" "$NODE_IF"
   chk "login sshd on $LOGIN_ADDR:$LOGIN_PORT" check_sshd login
   chk "node sshd on $NODE_ADDR:$NODE_PORT" check_sshd node
-  chk "$STATE/env" test -f "$STATE/env"
+  if [ -f "$(user_dir)/env" ]; then echo "up    user $TB_USER ($(user_dir))"; else echo "down  user $TB_USER (up adds it)"; fi
   return "$ok"
 }
 
@@ -452,13 +473,14 @@ cmd_up() {
   require_root; require_tools
   getent passwd "$TB_USER" >/dev/null || die "no test user $TB_USER (scripts/test.sh creates it; or set DBGBOX_TEST_USER)"
   ensure_network
-  ensure_files
+  ensure_host_files
+  ensure_user_files
   if [ "$LOGIN_CHANGED" -eq 1 ]; then stop_sshd login; fi
   if [ "$NODE_CHANGED" -eq 1 ]; then stop_sshd node; fi
   check_sshd login || { stop_sshd login; start_sshd login "$LOGIN_NS" "$LOGIN_ADDR" "$LOGIN_PORT"; }
   check_sshd node || { stop_sshd node; start_sshd node "" "$NODE_ADDR" "$NODE_PORT"; }
   ensure_user_block
-  env_text | put_file "$STATE/env" 0644 || true
+  env_text | put_file "$(user_dir)/env" 0644 || true
   env_text
 }
 
@@ -470,15 +492,20 @@ cmd_down() {
   fi
   remove_network
   if [ -d "$STATE" ]; then
-    remove_user_block
+    local dir
+    for dir in "$STATE"/users/*/; do
+      [ -d "$dir" ] || continue
+      dir="${dir%/}"
+      TB_USER="${dir##*/}" remove_user_block
+    done
     rm -rf -- "$STATE"
   fi
   log "down"
 }
 
 cmd_env() {
-  [ -f "$STATE/env" ] || die "the testbed is not up (scripts/testbed.sh up)"
-  cat "$STATE/env"
+  [ -f "$(user_dir)/env" ] || die "the testbed is not up for $TB_USER (DBGBOX_TEST_USER=$TB_USER scripts/testbed.sh up)"
+  cat "$(user_dir)/env"
 }
 
 cmd_status() {

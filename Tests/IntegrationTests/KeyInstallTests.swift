@@ -5,34 +5,47 @@ import XCTest
 /// `dbgbox key install` on the testbed's login host, from the laptop namespace: appends once,
 /// keeps every existing byte (adding a missing final newline first), sets 0700/0600.
 final class KeyInstallTests: XCTestCase {
+    private var bed: Testbed!
+    /// The laptop user's home: a fresh ~/.ssh/id_dbgbox and an empty ssh config.
+    private var home = ""
+    private var emptyConfig = ""
+    /// The remote side is the test user's real home (login and node share it, as on a cluster):
+    /// its authorized_keys is put back as it was after each test.
+    private let sshDir = "\(IT.user.home)/.ssh"
+    private var file: String { "\(sshDir)/authorized_keys" }
+    private var saved: Data?
+
+    override func setUpWithError() throws {
+        _ = try IT.requireBinary()
+        bed = try Testbed.up()
+        home = try IT.scratchDir("keyinstall")
+        saved = FileManager.default.contents(atPath: file)
+        XCTAssertEqual(try IT.dbgbox(["keygen"], home: home).exitCode, 0)
+        emptyConfig = "\(home)/empty_config"
+        _ = try IT.asUser(["touch", emptyConfig], home: home)
+    }
+
+    override func tearDown() {
+        if !home.isEmpty {
+            if let saved { FileManager.default.createFile(atPath: file, contents: saved) } else { try? FileManager.default.removeItem(atPath: file) }
+            _ = try? IT.runner.run(["chown", "\(IT.user.uid):\(IT.user.gid)", file])
+            try? FileManager.default.removeItem(atPath: home)
+        }
+        super.tearDown()
+    }
+
     override class func tearDown() {
         Testbed.downIfStartedHere()
         super.tearDown()
     }
 
     func testInstallAppendsOnceAndKeepsExistingLines() throws {
-        _ = try IT.requireBinary()
-        let bed = try Testbed.up()
-        let home = try IT.scratchDir("keyinstall")
-        defer { try? FileManager.default.removeItem(atPath: home) }
-        XCTAssertEqual(try IT.dbgbox(["keygen"], home: home).exitCode, 0)
         let pub = try String(contentsOfFile: "\(home)/.ssh/id_dbgbox.pub", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-
-        // The remote side is the test user's real home (login shares it, as on a cluster).
-        let sshDir = "\(IT.user.home)/.ssh"
-        let file = "\(sshDir)/authorized_keys"
-        let saved = FileManager.default.contents(atPath: file)
-        defer {
-            if let saved { FileManager.default.createFile(atPath: file, contents: saved) } else { try? FileManager.default.removeItem(atPath: file) }
-            _ = try? IT.runner.run(["chown", "\(IT.user.uid):\(IT.user.gid)", file])
-        }
         _ = try IT.asUser(["mkdir", "-p", sshDir])
         let original = "# existing keys\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKexampleexampleexampleexampleexampleexampleexa old"
         _ = try IT.asUser(["sh", "-c", "cat > '\(file)'; chmod 644 '\(file)'"], input: Data(original.utf8))
 
-        let emptyConfig = "\(home)/empty_config"
-        _ = try IT.asUser(["touch", emptyConfig], home: home)
         let argv = [IT.binary!, "key", "install", "-F", emptyConfig, "--login", "\(bed.user)@\(bed.loginAddr)",
                     "-i", bed.key, "--known-hosts", bed.knownHosts]
         let first = try bed.inLaptop(argv, home: home)
@@ -59,5 +72,32 @@ final class KeyInstallTests: XCTestCase {
         XCTAssertNotEqual(denied.exitCode, 0)
         XCTAssertEqual(denied.stderrText.split(separator: "\n").count, 1, denied.stderrText)
         XCTAssertTrue(denied.stderrText.contains("login host"), denied.stderrText)
+    }
+
+    /// What the install is for: afterwards a fresh key, and only it, gets dbgbox through login and
+    /// node (their sshds read ~/.ssh/authorized_keys of the shared home, as on a cluster).
+    func testInstalledKeyLogsInThroughLoginAndNode() throws {
+        let fresh = "\(home)/.ssh/id_dbgbox"
+        // Both hops with the fresh key only: no ssh config, no agent (clean environment).
+        let list = [IT.binary!, "container", "list", "--json", "-F", emptyConfig, "-i", fresh,
+                    "--login", "\(bed.user)@\(bed.loginAddr)", "--node", "\(bed.user)@\(bed.nodeAddr)",
+                    "--known-hosts", bed.knownHosts]
+
+        let before = try bed.inLaptop(list, home: home)
+        XCTAssertNotEqual(before.exitCode, 0, "the fresh key logged in before it was installed")
+        XCTAssertTrue(before.stderrText.contains("login host"), before.stderrText)
+
+        // The first install logs in with the sandbox's key; the fresh key is what it installs.
+        let install = try bed.inLaptop([IT.binary!, "key", "install", "-F", emptyConfig, "--login", "\(bed.user)@\(bed.loginAddr)",
+                                        "-i", bed.key, "--known-hosts", bed.knownHosts], home: home)
+        XCTAssertEqual(install.exitCode, 0, install.stderrText)
+
+        let after = try bed.inLaptop(list, home: home)
+        XCTAssertEqual(after.exitCode, 0, after.stderrText)
+        XCTAssertTrue(after.stdoutText.hasPrefix("["), after.stdoutText)
+        // OpenSSH agrees: the fresh key alone logs in to the login host.
+        let ssh = try bed.inLaptop(bed.plainSSH(key: fresh) + ["\(bed.user)@\(bed.loginAddr)", "id", "-un"], home: home)
+        XCTAssertEqual(ssh.exitCode, 0, ssh.stderrText)
+        XCTAssertEqual(ssh.stdoutText, "\(bed.user)\n")
     }
 }

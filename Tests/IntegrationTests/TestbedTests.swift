@@ -20,7 +20,7 @@ final class TestbedTests: XCTestCase {
         let again = try Testbed.up()
         XCTAssertEqual(again, bed)
         XCTAssertEqual(try Testbed.current(), bed)
-        XCTAssertEqual(try String(contentsOfFile: "\(bed.stateDir)/env", encoding: .utf8),
+        XCTAssertEqual(try String(contentsOfFile: "\(bed.stateDir)/users/\(bed.user)/env", encoding: .utf8),
                        try Testbed.run(["env"]).stdoutText)
         let status = try Testbed.run(["status"])
         XCTAssertEqual(status.exitCode, 0, status.stdoutText + status.stderrText)
