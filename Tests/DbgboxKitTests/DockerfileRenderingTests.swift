@@ -78,7 +78,9 @@ final class DockerfileRenderingTests: XCTestCase {
             XCTAssertTrue(text.contains(line), "sshd_config lacks \(line)")
         }
         XCTAssertEqual(text.components(separatedBy: "HostKey ").count - 1, 1, "exactly one HostKey")
-        for line in ["/usr/sbin/sshd -D -e -f /etc/dbgbox/sshd_config", "ssh-keygen -q -t ed25519 -N \"\" -f \"$hostkey\"",
+        // sshd runs with dbgbox's sshd_config behind the container's environment as one SetEnv line.
+        for line in ["config=/etc/dbgbox/sshd_config", "/usr/sbin/sshd -D -e -f \"$session_config\"",
+                     "SetEnv%s", "/usr/sbin/sshd -t -f \"$session_config\"", "ssh-keygen -q -t ed25519 -N \"\" -f \"$hostkey\"",
                      "DBGBOX_AUTHORIZED_KEY", "DBGBOX_TTL", "ready=/run/dbgbox-ready", "trap stop TERM INT"] {
             XCTAssertTrue(text.contains(line), "entrypoint lacks \(line)")
         }

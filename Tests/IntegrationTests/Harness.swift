@@ -52,6 +52,58 @@ enum IT {
         return try runner.run(["runuser", "-u", testUser, "--", "env", "-i"] + envArgs + argv, input: input)
     }
 
+    /// `dbgbox image create --base BASE --name NAME --append FILE` as the test user, FILE written
+    /// into `home` (owned by the test user) with `append`.
+    static func imageCreate(name: String, append: String, home: String) throws -> ProcessResult {
+        let file = "\(home)/append-\(UUID().uuidString.prefix(8)).Dockerfile"
+        try append.write(toFile: file, atomically: true, encoding: .utf8)
+        _ = try runner.run(["chown", "\(user.uid):\(user.gid)", file])
+        return try dbgbox(["image", "create", "--base", baseImage, "--name", name, "--append", file], home: home)
+    }
+
+    /// An image a test class builds once, when a test first asks for it, with `dbgbox image create
+    /// --append`, and removes in its class tearDown.
+    final class ClassImage: @unchecked Sendable {
+        let label: String
+        let append: String
+        private let lock = NSLock()
+        private var built: String?
+
+        init(label: String, append: String) {
+            self.label = label
+            self.append = append
+        }
+
+        /// The image's name, built on the first call (skips the test when the build fails).
+        func name(home: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+            try lock.withLock {
+                if let built { return built }
+                let name = "\(IT.testUser)/\(label):\(UUID().uuidString.prefix(8).lowercased())"
+                let r = try IT.imageCreate(name: name, append: append, home: home)
+                XCTAssertEqual(r.exitCode, 0, "image create: \(r.stderrText.suffix(2000))", file: file, line: line)
+                guard r.exitCode == 0 else { throw XCTSkip("image create failed") }
+                built = name
+                return name
+            }
+        }
+
+        func remove() {
+            lock.withLock {
+                if let built { _ = try? IT.runner.run(["docker", "image", "rm", "-f", built]) }
+                built = nil
+            }
+        }
+    }
+
+    /// A Dockerfile fragment whose ENV a plain ssh session does not see without dbgbox's entrypoint:
+    /// a fake python3 (it prints a version) on a PATH entry of its own, and a value with a space.
+    static let envFragment = """
+        RUN mkdir -p /opt/fake/bin && printf '#!/bin/sh\\necho 3.99.1\\n' > /opt/fake/bin/python3 && chmod 0755 /opt/fake/bin/python3
+        ENV PATH=/opt/fake/bin:$PATH
+        ENV DBGBOX_PROBE="a b"
+
+        """
+
     /// Runs the installed dbgbox as the test user.
     static func dbgbox(_ args: [String], home: String? = nil, extraEnv: [String: String] = [:], input: Data? = nil) throws -> ProcessResult {
         let bin = try requireBinary()

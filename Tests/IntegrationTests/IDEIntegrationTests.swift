@@ -5,16 +5,18 @@ import XCTest
 /// `dbgbox ide pycharm|vscode` against a real container of an image with python3, run as the
 /// ordinary test user through the installed binary.
 final class IDEIntegrationTests: XCTestCase {
-    /// One image for the class, built by `dbgbox image create --append` (python3 from apt).
-    nonisolated(unsafe) private static var image: String?
+    /// One image for the class (python3 from apt).
+    static let image = IT.ClassImage(
+        label: "ide-python",
+        append: "RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*\n")
 
     override class func tearDown() {
-        if let image { _ = try? IT.runner.run(["docker", "image", "rm", "-f", image]) }
-        image = nil
+        image.remove()
         super.tearDown()
     }
 
     var home = ""
+    var imageName = ""
     var created: [String] = []
 
     override func setUpWithError() throws {
@@ -28,22 +30,12 @@ final class IDEIntegrationTests: XCTestCase {
         }
         let key = try IT.dbgbox(["keygen"], home: home)
         XCTAssertEqual(key.exitCode, 0, "keygen: \(key.stderrText)")
-        if Self.image == nil {
-            let name = "\(IT.testUser)/ide-python:\(UUID().uuidString.prefix(8).lowercased())"
-            let append = "\(home)/python.Dockerfile"
-            try "RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*\n"
-                .write(toFile: append, atomically: true, encoding: .utf8)
-            _ = try IT.runner.run(["chown", "\(IT.user.uid):\(IT.user.gid)", append])
-            let r = try IT.dbgbox(["image", "create", "--base", IT.baseImage, "--name", name, "--append", append], home: home)
-            XCTAssertEqual(r.exitCode, 0, "image create: \(r.stderrText.suffix(2000))")
-            try XCTSkipIf(r.exitCode != 0, "image create failed")
-            Self.image = name
-        }
+        imageName = try Self.image.name(home: home)
     }
 
     func createContainer() throws -> String {
         let r = try IT.dbgbox(["container", "create", "--json", "--gpu", "none", "--port", "auto", "--ttl", "10m",
-                               "--image", Self.image!], home: home)
+                               "--image", imageName], home: home)
         XCTAssertEqual(r.exitCode, 0, "container create: \(r.stderrText)")
         guard r.exitCode == 0, let json = try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any],
               let name = json["name"] as? String else { throw XCTSkip("container create failed: \(r.stderrText)") }

@@ -66,10 +66,11 @@ public enum InterpreterDiscovery {
     /// SOURCE is path|conda|venv|system (how it was found) and MARK is conda|venv|- (what its
     /// prefix holds). It takes no input and interpolates nothing: HOME and PATH are read inside.
     ///
-    /// The image's PATH is read from /proc/1/environ when readable, because an ssh session does
-    /// not inherit Docker's ENV (a conda image's /opt/conda/bin); the shell's own PATH (which
-    /// `docker exec` does inherit) is searched as well. Venvs are searched under $HOME to depth 4,
-    /// skipping caches and VCS/package directories, with a bounded count.
+    /// The shell's own PATH is searched: `docker exec` inherits Docker's ENV, and so does an ssh
+    /// session (the entrypoint passes it to sshd as SetEnv). The image's PATH is also read from
+    /// /proc/1/environ when readable, for containers of images made before that. Venvs are
+    /// searched under $HOME to depth 4, skipping caches and VCS/package directories, with a
+    /// bounded count.
     public static let script: String = #"""
         n=0
         emit() {

@@ -78,12 +78,16 @@ RUN printf '%s\n' \
     '# dbgbox entrypoint: authorizes one key for alice, makes a fresh host key, runs sshd.' \
     '#   DBGBOX_AUTHORIZED_KEY  one public key line (required)' \
     '#   DBGBOX_TTL             seconds until the container stops by itself; 0 or unset: no limit' \
+    '# ssh sessions get the container'\''s environment (the image'\''s ENV, docker run -e), as docker exec does.' \
     '# /run/dbgbox-ready exists once sshd listens on port 22.' \
     '# Generated from entrypoint.sh.mustache.' \
     'user=alice' \
     'keys=/etc/dbgbox/authorized_keys' \
     'ready=/run/dbgbox-ready' \
     'hostkey=/etc/ssh/ssh_host_ed25519_key' \
+    'config=/etc/dbgbox/sshd_config' \
+    'session_config=/etc/dbgbox/sshd_config.session' \
+    'profile=/etc/profile.d/dbgbox-image-path.sh' \
     '' \
     'die() {' \
     '  echo "dbgbox-entrypoint: $*" >&2' \
@@ -113,6 +117,59 @@ RUN printf '%s\n' \
     'fi' \
     'mkdir -p /run/sshd && chmod 0755 /run/sshd' \
     '' \
+    '# sshd starts every session with a fresh environment (its own PATH, HOME, USER, …), so the image'\''s' \
+    '# ENV (a conda PATH, CUDA variables) would be missing over ssh. This process'\''s environment, as' \
+    '# docker gave it, goes into one SetEnv line (OpenSSH 7.8+; sshd keeps only its first SetEnv line,' \
+    '# and SetEnv wins over sshd'\''s own PATH) in front of dbgbox'\''s sshd_config. Left out: what sshd or' \
+    '# the login sets itself, dbgbox'\''s own variables, and values a config line cannot carry safely (a' \
+    '# double quote, a backslash or a control character: a newline in a value arrives here as \001).' \
+    'setenv=' \
+    'while IFS= read -r entry; do' \
+    '  case "$entry" in *=*) ;; *) continue ;; esac' \
+    '  name=${entry%%=*}' \
+    '  value=${entry#*=}' \
+    '  case "$name" in' \
+    '    ""|[!A-Za-z_]*|*[!A-Za-z0-9_]*) continue ;;' \
+    '    HOME|HOSTNAME|PWD|OLDPWD|SHLVL|TERM|_|USER|LOGNAME|SHELL|MAIL|DISPLAY|XAUTHORITY|SSH_*) continue ;;' \
+    '    DBGBOX_AUTHORIZED_KEY|DBGBOX_TTL) continue ;;' \
+    '  esac' \
+    '  case "$value" in' \
+    '    *[\"\\]*|*[[:cntrl:]]*)' \
+    '      echo "dbgbox-entrypoint: $name is not passed to ssh sessions: its value has a double quote, a backslash or a control character" >&2' \
+    '      continue ;;' \
+    '  esac' \
+    '  setenv="$setenv \"$name=$value\""' \
+    'done <<EOF' \
+    '$(tr '\''\n\000'\'' '\''\001\n'\'' < "/proc/$$/environ")' \
+    'EOF' \
+    '{' \
+    '  echo "# dbgbox: the container'\''s environment for ssh sessions, written by the entrypoint at start."' \
+    '  [ -z "$setenv" ] || printf '\''SetEnv%s\n'\'' "$setenv"' \
+    '  cat "$config"' \
+    '} > "$session_config.new" && chmod 0644 "$session_config.new" && mv -f "$session_config.new" "$session_config" \' \
+    '  || die "cannot write $session_config"' \
+    'if ! check=$(/usr/sbin/sshd -t -f "$session_config" 2>&1); then' \
+    '  echo "dbgbox-entrypoint: sshd refuses the SetEnv line ($check): ssh sessions get sshd'\''s default environment" >&2' \
+    '  cp "$config" "$session_config" || die "cannot write $session_config"' \
+    'fi' \
+    '' \
+    '# A login shell (ssh without a command) runs /etc/profile, which sets PATH again: the image'\''s PATH' \
+    '# goes back in front.' \
+    'case "$PATH" in' \
+    '  ""|*"'\''"*|*[[:cntrl:]]*) rm -f "$profile" ;;' \
+    '  *)' \
+    '    mkdir -p /etc/profile.d && printf '\''%s\n'\'' \' \
+    '      "# dbgbox: /etc/profile sets PATH for login shells; the image'\''s PATH (Docker ENV) goes first again." \' \
+    '      "dbgbox_path='\''$PATH'\''" \' \
+    '      '\''case ":$PATH:" in'\'' \' \
+    '      '\''  *":$dbgbox_path:"*) ;;'\'' \' \
+    '      '\''  *) PATH="$dbgbox_path${PATH:+:$PATH}" ;;'\'' \' \
+    '      '\''esac'\'' \' \
+    '      '\''export PATH'\'' \' \
+    '      '\''unset dbgbox_path'\'' > "$profile" && chmod 0644 "$profile" || die "cannot write $profile"' \
+    '    ;;' \
+    'esac' \
+    '' \
     'sshd_pid=' \
     'timer_pid=' \
     'stop() {' \
@@ -127,7 +184,7 @@ RUN printf '%s\n' \
     '}' \
     'trap stop TERM INT' \
     '' \
-    '/usr/sbin/sshd -D -e -f /etc/dbgbox/sshd_config &' \
+    '/usr/sbin/sshd -D -e -f "$session_config" &' \
     'sshd_pid=$!' \
     '' \
     '# Ready once something listens on port 22 (hex 0016) in the container network namespace.' \
