@@ -20,9 +20,10 @@ struct KeyInstall: ParsableCommand {
         abstract: "Append your public key to ~/.ssh/authorized_keys on the login host.",
         discussion: """
         Idempotent: an identical line is never added twice, existing lines are never rewritten, \
-        ~/.ssh stays 0700 and authorized_keys 0600. The first install may need your password: it \
-        is asked on the terminal. The login host's key is checked against known_hosts as for \
-        `dbgbox tunnel`. Example: dbgbox key install --login alice@login.cluster
+        ~/.ssh stays 0700 and authorized_keys 0600. The first install may need your password \
+        (password or keyboard-interactive authentication): it is asked on the terminal. The login \
+        host's key is checked against known_hosts as for `dbgbox tunnel`. Example: \
+        dbgbox key install --login alice@login.cluster
         """)
 
     @Option(help: ArgumentHelp("The login host: [USER@]HOST[:PORT] or a Host alias.", valueName: "host"))
@@ -72,7 +73,7 @@ struct KeyInstall: ParsableCommand {
         guard let hostKey = session.hostKey else { throw DbgboxError("\(name): no host key presented") }
         do { try checker.check(hop, key: hostKey) } catch { throw DbgboxError("\(name): host key not accepted: \(error)") }
 
-        try authenticate(session, hop: hop, prompter: prompter, name: name)
+        try HopLogin.logIn(session, hop: hop.hop, encryptedKeys: hop.encryptedKeys, prompter: prompter, name: name)
         var out = Data()
         var err = Data()
         let status = try session.execStreaming(KeyInstaller.command, input: Data((line + "\n").utf8),
@@ -85,23 +86,6 @@ struct KeyInstall: ParsableCommand {
         case .added: print("added \(keyPath) to ~/.ssh/authorized_keys of \(hop.hop.user) on \(hop.hop.host)")
         case .present: print("\(keyPath) is already in ~/.ssh/authorized_keys of \(hop.hop.user) on \(hop.hop.host)")
         }
-    }
-
-    /// Agent and keys first, then the password asked on the terminal.
-    private func authenticate(_ session: SSHSession, hop: PlannedHop, prompter: Prompter, name: String) throws {
-        let failure = HopLogin.tryCredentials(session, hop: hop.hop) { path in
-            hop.encryptedKeys.contains(path) && prompter.isInteractive
-                ? prompter.secret("Enter passphrase for key '\(path)': ") : nil
-        }
-        guard var tried = failure?.tried else { return }
-        let methods = session.authMethods(user: hop.hop.user)
-        if methods.contains("password"), prompter.isInteractive,
-           let password = prompter.secret("\(hop.hop.user)@\(hop.hop.host)'s password: ") {
-            tried.append("password")
-            if (try? session.authenticate(user: hop.hop.user, password: password)) != nil { return }
-        }
-        let offered = methods.isEmpty ? "" : " (the host offers: \(methods.joined(separator: ", ")))"
-        throw DbgboxError("\(name): authentication failed for \(hop.hop.user) with \(tried.isEmpty ? "nothing" : tried.joined(separator: ", "))\(offered): pass -i KEY, or run from a terminal to be asked for the password")
     }
 
     private func expand(_ path: String, home: String) -> String {

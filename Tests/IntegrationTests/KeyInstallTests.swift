@@ -100,4 +100,35 @@ final class KeyInstallTests: XCTestCase {
         XCTAssertEqual(ssh.exitCode, 0, ssh.stderrText)
         XCTAssertEqual(ssh.stdoutText, "\(bed.user)\n")
     }
+
+    /// The first install on a host that takes only keyboard-interactive (PAM's password): dbgbox asks
+    /// on its terminal with echo off, and the key logs in afterwards.
+    func testFirstInstallAnswersKeyboardInteractiveOnTheTerminal() throws {
+        try PasswordLogin.requirePAM()
+        let sshd = try TestSSHD(user: IT.testUser, authorizedKeys: "", settings: [
+            "UsePAM": "yes", "KbdInteractiveAuthentication": "yes", "PasswordAuthentication": "no",
+            "AuthorizedKeysFile": ".ssh/authorized_keys",
+        ])
+        defer { sshd.stop() }
+        let knownHosts = "\(home)/known_hosts"
+        _ = try IT.asUser(["sh", "-c", "cat > \"$0\"", knownHosts], home: home, input: Data((sshd.knownHostsLine + "\n").utf8))
+        let user = IT.user
+        let install = ["setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "env", "-i",
+                       "PATH=/usr/bin:/bin", "HOME=\(home)", "USER=\(user.name)", "LOGNAME=\(user.name)", "LANG=C.UTF-8",
+                       IT.binary!, "key", "install", "-F", emptyConfig, "--login", "\(user.name)@127.0.0.1:\(sshd.port)",
+                       "--known-hosts", knownHosts]
+        try PasswordLogin.withTemporaryPassword { password in
+            let run = try PasswordLogin.onTerminal(install, answering: [("Password: ", password)])
+            XCTAssertEqual(run.exitCode, 0, run.transcript)
+            XCTAssertTrue(run.transcript.contains("(\(user.name)@127.0.0.1) Password: "), run.transcript)
+            XCTAssertTrue(run.transcript.contains("added "), run.transcript)
+            XCTAssertFalse(run.transcript.contains(password), "the password was echoed: \(run.transcript)")
+        }
+        // The password is gone again; the installed key logs in.
+        let ssh = try IT.asUser(["ssh", "-F", "/dev/null", "-p", String(sshd.port), "-i", "\(home)/.ssh/id_dbgbox",
+                                 "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                                 "-o", "UserKnownHostsFile=\(knownHosts)", "\(user.name)@127.0.0.1", "id", "-un"], home: home)
+        XCTAssertEqual(ssh.exitCode, 0, ssh.stderrText)
+        XCTAssertEqual(ssh.stdoutText, "\(user.name)\n")
+    }
 }

@@ -3,14 +3,15 @@ import XCTest
 @testable import DbgboxKit
 
 /// A throwaway OpenSSH sshd on 127.0.0.1 with its own host key and config (never the system's),
-/// letting `user` in with the given authorized keys. Stopped on `stop()` or deinit.
+/// letting `user` in with the given authorized keys. `settings` replace or add sshd_config lines
+/// (e.g. keyboard-interactive through PAM). Stopped on `stop()` or deinit.
 final class TestSSHD {
     let dir: String
     let port: UInt16
     let hostKeyLine: String
     private let process: ChildProcess
 
-    init(user: String, authorizedKeys: String) throws {
+    init(user: String, authorizedKeys: String, settings: KeyValuePairs<String, String> = [:]) throws {
         try IT.require(FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd"), "OpenSSH sshd (openssh-server)")
         dir = "/tmp/dbgbox-sshd-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -21,22 +22,16 @@ final class TestSSHD {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         try authorizedKeys.write(toFile: "\(dir)/authorized_keys", atomically: true, encoding: .utf8)
         port = try Self.freePort()
-        let config = """
-        Port \(port)
-        ListenAddress 127.0.0.1
-        HostKey \(dir)/host_ed25519
-        PidFile \(dir)/sshd.pid
-        AuthorizedKeysFile \(dir)/authorized_keys
-        StrictModes no
-        PasswordAuthentication no
-        KbdInteractiveAuthentication no
-        UsePAM no
-        PermitRootLogin no
-        AllowUsers \(user)
-        LogLevel VERBOSE
-        Subsystem sftp internal-sftp
-
-        """
+        var lines: [(String, String)] = [
+            ("Port", "\(port)"), ("ListenAddress", "127.0.0.1"), ("HostKey", "\(dir)/host_ed25519"),
+            ("PidFile", "\(dir)/sshd.pid"), ("AuthorizedKeysFile", "\(dir)/authorized_keys"), ("StrictModes", "no"),
+            ("PasswordAuthentication", "no"), ("KbdInteractiveAuthentication", "no"), ("UsePAM", "no"),
+            ("PermitRootLogin", "no"), ("AllowUsers", user), ("LogLevel", "VERBOSE"), ("Subsystem", "sftp internal-sftp"),
+        ]
+        for (key, value) in settings {
+            if let i = lines.firstIndex(where: { $0.0 == key }) { lines[i].1 = value } else { lines.append((key, value)) }
+        }
+        let config = lines.map { "\($0.0) \($0.1)\n" }.joined()
         try config.write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
         process = try ChildProcess(["/usr/sbin/sshd", "-D", "-e", "-f", "\(dir)/sshd_config"],
                                    stdout: .null, stderr: .file("\(dir)/sshd.log"))

@@ -12,6 +12,14 @@ public protocol Prompter: Sendable {
     func confirm(_ question: String) -> Bool
     /// Reads a secret without echo; nil when none could be read.
     func secret(_ prompt: String) -> String?
+    /// Reads an answer, shown as typed only when `echo` (a server's keyboard-interactive prompt says
+    /// which); nil when none could be read.
+    func answer(_ prompt: String, echo: Bool) -> String?
+}
+
+extension Prompter {
+    /// Without an echoing reader of its own, a prompter answers every prompt as a secret.
+    public func answer(_ prompt: String, echo: Bool) -> String? { secret(prompt) }
 }
 
 /// There is nobody to ask.
@@ -42,11 +50,16 @@ public struct TerminalPrompter: Prompter {
         ask(prompt, echo: false)
     }
 
+    public func answer(_ prompt: String, echo: Bool) -> String? {
+        ask(prompt, echo: echo)
+    }
+
+    /// Echo goes off before the prompt is written (as OpenSSH's readpassphrase does): whatever is
+    /// typed once the prompt shows is never echoed, nor flushed away.
     private func ask(_ prompt: String, echo: Bool) -> String? {
         let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        _ = prompt.withCString { write(fd, $0, strlen($0)) }
         var saved = termios()
         let haveTermios = tcgetattr(fd, &saved) == 0
         if !echo && haveTermios {
@@ -54,6 +67,7 @@ public struct TerminalPrompter: Prompter {
             quiet.c_lflag &= ~tcflag_t(ECHO)
             tcsetattr(fd, TCSAFLUSH, &quiet)
         }
+        _ = prompt.withCString { write(fd, $0, strlen($0)) }
         defer {
             if !echo && haveTermios {
                 tcsetattr(fd, TCSAFLUSH, &saved)
