@@ -13,12 +13,17 @@ struct IdePyCharm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pycharm",
         abstract: "Print the values for PyCharm's SSH interpreter dialog.",
-        discussion: "Without NAME, uses your only dbgbox container. Example: dbgbox ide pycharm alice_01234")
+        discussion: """
+        NAME is a session of dbgbox up (see dbgbox status): its values come from the session record, and \
+        Python is looked for in the container through the session's tunnel, so no docker is needed \
+        here. Without NAME: your only session; with no session, your only local container of \
+        dbgbox container create. Example: dbgbox ide pycharm alice_01234
+        """)
 
-    @Argument(help: "The container (default: your only dbgbox container).")
+    @Argument(help: "The session or container (default: your only session, else your only local container).")
     var name: String?
 
-    @Option(help: ArgumentHelp("The private key the IDE logs in with (default: ~/.ssh/id_dbgbox).", valueName: "file"))
+    @Option(help: ArgumentHelp("The private key the IDE logs in with (default: the session's, else ~/.ssh/id_dbgbox).", valueName: "file"))
     var key: String?
 
     @OptionGroup var userOptions: UserOptions
@@ -33,9 +38,9 @@ struct IdeVSCode: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vscode",
         abstract: "Print (or with --open run) the `code --folder-uri` command for a dbgbox container.",
-        discussion: "Example: dbgbox ide vscode alice_01234 /home/alice/project --open")
+        discussion: "NAME as for dbgbox ide pycharm. Example: dbgbox ide vscode alice_01234 /home/alice/project --open")
 
-    @Argument(help: "The container (default: your only dbgbox container).")
+    @Argument(help: "The session or container (default: your only session, else your only local container).")
     var name: String?
 
     @Argument(help: "The folder to open inside the container (default: your home).")
@@ -44,7 +49,7 @@ struct IdeVSCode: ParsableCommand {
     @Flag(help: "Run `code` with the printed arguments.")
     var open = false
 
-    @Option(help: ArgumentHelp("The private key the IDE logs in with (default: ~/.ssh/id_dbgbox).", valueName: "file"))
+    @Option(help: ArgumentHelp("The private key the IDE logs in with (default: the session's, else ~/.ssh/id_dbgbox).", valueName: "file"))
     var key: String?
 
     @OptionGroup var userOptions: UserOptions
@@ -69,25 +74,50 @@ struct IdeVSCode: ParsableCommand {
     }
 }
 
-/// Gathers an `IDETarget` for a local container (docker inspect, docker exec). A session record
-/// of `dbgbox up` can build the same struct instead.
+/// Gathers an `IDETarget`: from a session record of `dbgbox up` when NAME names one (or, without
+/// NAME, when there is exactly one), else from a local container (docker inspect, docker exec).
 enum IDEWiring {
     static func target(name: String?, key: String?, userOptions: UserOptions) throws -> IDETarget {
         let user = try userOptions.identity()
         let home = ContainerWiring.dotHome(user, options: userOptions)
-        let finder = IDETargetFinder(docker: DockerClient(runner: LocalProcessRunner()))
-        let container = try finder.container(named: name, user: user)
-        var identityFile = key.map(ContainerWiring.absolute) ?? "\(home)/.ssh/id_dbgbox"
-        if identityFile.hasSuffix(".pub") { identityFile.removeLast(4) }
-
-        let alias = ContainerSpec.hostKeyAlias(for: container.name)
-        let port = container.labels[ContainerSpec.labelPort].flatMap { UInt16($0) } ?? 0
+        var identityFile = key.map(ContainerWiring.absolute)
+        if identityFile?.hasSuffix(".pub") == true { identityFile?.removeLast(4) }
         let resolver = SSHConfigResolver(home: home, userName: user.name, localHostName: ProcessInfo.processInfo.hostName,
                                          uid: user.uid)
-        // A config ssh cannot read gives no alias; ssh itself would then fail the same way.
-        let reaches = (try? resolver.resolve(spec: HostSpec(host: alias))).map { IDETargetFinder.aliasReaches($0, port: port) } ?? false
-        let fingerprint = (try? PinnedHostKeys(path: PinnedHostKeys.defaultPath(home: home)).key(for: alias))??.fingerprintSHA256
-        return try finder.target(for: container, home: user.home, identityFile: identityFile,
-                                 alias: reaches ? alias : nil, hostKeyFingerprint: fingerprint)
+        let pinnedPath = PinnedHostKeys.defaultPath(home: home)
+        /// The alias when ssh's resolution of it reaches `port` (a config ssh cannot read gives no
+        /// alias; ssh itself would then fail the same way).
+        func alias(_ alias: String, port: Int) -> String? {
+            let reaches = (try? resolver.resolve(spec: HostSpec(host: alias)))
+                .map { IDETargetFinder.aliasReaches($0, port: UInt16(clamping: port)) } ?? false
+            return reaches ? alias : nil
+        }
+
+        let manager = SessionWiring.manager(home: home)
+        let prompter: Prompter = TerminalPrompter().isInteractive ? TerminalPrompter() : NoPrompter()
+        let sessions = SessionIDETargetFinder(store: manager.store, liveness: manager.liveness, pinnedPath: pinnedPath) {
+            record, pinned, identityFile in
+            try ContainerSessionRunner(sessionName: record.name, port: UInt16(clamping: record.localPort), user: record.user,
+                                       pinned: pinned, identityFile: identityFile, prompter: prompter)
+        }
+        if let record = try sessions.record(named: name) {
+            return try sessions.target(for: record, identityFile: identityFile,
+                                       alias: alias(record.alias, port: record.localPort))
+        }
+
+        // No session: a container of `dbgbox container create` on this machine.
+        let finder = IDETargetFinder(docker: DockerClient(runner: LocalProcessRunner()))
+        let container: DockerContainer
+        do {
+            container = try finder.container(named: name, user: user)
+        } catch DockerError.notInstalled {
+            throw IDEError.noSessionNoDocker(user: user.name, name: name)
+        }
+        let port = container.labels[ContainerSpec.labelPort].flatMap { Int($0) } ?? 0
+        let containerAlias = ContainerSpec.hostKeyAlias(for: container.name)
+        let fingerprint = (try? PinnedHostKeys(path: pinnedPath).key(for: containerAlias))??.fingerprintSHA256
+        return try finder.target(for: container, home: user.home,
+                                 identityFile: identityFile ?? "\(home)/.ssh/id_dbgbox",
+                                 alias: alias(containerAlias, port: port), hostKeyFingerprint: fingerprint)
     }
 }

@@ -244,7 +244,8 @@ final class NodeOperations: SessionNodeOperations {
             pinnedPath: PinnedHostKeys.defaultPath(home: home))
         let spec = created.spec
         return SessionContainer(name: spec.name, port: Int(spec.port), user: spec.user.name, image: spec.image,
-                                gpus: spec.gpu.deviceIDs, expires: spec.expires)
+                                gpus: spec.gpu.deviceIDs, expires: spec.expires, home: spec.user.home,
+                                mounts: spec.allMounts.map { PathMapping(source: $0.source, target: $0.target) })
     }
 
     /// `docker rm -f`; a container already gone is fine.

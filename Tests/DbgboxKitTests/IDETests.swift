@@ -18,6 +18,14 @@ enum IDEFixtures {
                        PythonInterpreter(path: "/usr/bin/python3", version: "3.11.2", kind: .system)],
         hostKeyFingerprint: "SHA256:Yc0pT1mW0sP3dJtWb4cKf2fUu6r0o5Z9xqJm3pQnA8E")
 
+    /// A session of `dbgbox up`: the container on a node, reached through the tunnel's port.
+    static var session: IDETarget {
+        var t = alice
+        t.port = 41234
+        t.node = "gpu07"
+        return t
+    }
+
     static var noAlias: IDETarget {
         var t = alice
         t.alias = nil
@@ -47,6 +55,14 @@ final class IDEGoldenTests: XCTestCase {
         try check("pycharm-no-alias.txt", text)
         XCTAssertFalse(text.contains("Tick \"Parse config file"), "no alias: nothing to parse")
         XCTAssertTrue(text.contains("Host                127.0.0.1"))
+    }
+
+    func testPyCharmForASessionOnANodeSaysItsFilesAreTheNodes() throws {
+        let text = IDEInstructions.pycharm(IDEFixtures.session)
+        try check("pycharm-session.txt", text)
+        XCTAssertTrue(text.contains("Port                41234\n"))
+        XCTAssertTrue(text.contains("runs on gpu07 and sees that node's files"))
+        XCTAssertFalse(text.contains("untick"), "the laptop's files are not in the container: upload them")
     }
 
     func testVSCodeWithAlias() throws {

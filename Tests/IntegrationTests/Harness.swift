@@ -104,6 +104,13 @@ enum IT {
 
         """
 
+    /// Asserts that `text` contains each of `needles` (the text is shown on failure).
+    static func assertContains(_ text: String, _ needles: [String], file: StaticString = #filePath, line: UInt = #line) {
+        for needle in needles {
+            XCTAssertTrue(text.contains(needle), "missing \(needle.debugDescription) in:\n\(text)", file: file, line: line)
+        }
+    }
+
     /// Runs the installed dbgbox as the test user.
     static func dbgbox(_ args: [String], home: String? = nil, extraEnv: [String: String] = [:], input: Data? = nil) throws -> ProcessResult {
         let bin = try requireBinary()

@@ -52,15 +52,14 @@ final class IDEIntegrationTests: XCTestCase {
         let pycharm = try IT.dbgbox(["ide", "pycharm", name], home: home)
         XCTAssertEqual(pycharm.exitCode, 0, pycharm.stderrText)
         let text = pycharm.stdoutText
-        XCTAssertTrue(text.contains("Interpreter         /usr/bin/python3  (system, Python 3."), text)
-        XCTAssertTrue(text.contains("Port                \(port)\n"), text)
-        XCTAssertTrue(text.contains("Username            \(IT.testUser)\n"), text)
-        XCTAssertTrue(text.contains("Authentication type Key pair\n"), text)
-        XCTAssertTrue(text.contains("Private key file    \(home)/.ssh/id_dbgbox\n"), text)
-        XCTAssertTrue(text.contains("\(IT.user.home) → \(IT.user.home)"), text)
-        // No Host block yet (`dbgbox up` writes it): PyCharm gets 127.0.0.1 and the port.
-        XCTAssertTrue(text.contains("Host                127.0.0.1\n"), text)
-        XCTAssertTrue(text.contains("accept it only if it is SHA256:"), "the pinned fingerprint is shown: \(text)")
+        // No Host block yet (`dbgbox up` writes it): PyCharm gets 127.0.0.1 and the port; the pinned
+        // fingerprint is shown.
+        IT.assertContains(text, [
+            "Interpreter         /usr/bin/python3  (system, Python 3.", "Port                \(port)\n",
+            "Username            \(IT.testUser)\n", "Authentication type Key pair\n",
+            "Private key file    \(home)/.ssh/id_dbgbox\n", "\(IT.user.home) → \(IT.user.home)",
+            "Host                127.0.0.1\n", "accept it only if it is SHA256:",
+        ])
 
         // Without NAME: the user's only container; with several (another test's), an error naming them.
         let running = try IT.runner.run(["docker", "ps", "-q", "--filter", "label=dbgbox.owner=\(IT.testUser)"])

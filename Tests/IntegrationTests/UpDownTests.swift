@@ -14,8 +14,12 @@ final class UpDownTests: XCTestCase {
     nonisolated(unsafe) static var containers: [String] = []
     nonisolated(unsafe) static var homes: [String] = []
 
+    /// An image whose python3 is found only on its Docker ENV PATH (see `IT.envFragment`).
+    static let envImage = IT.ClassImage(label: "updown-env", append: IT.envFragment)
+
     override class func tearDown() {
         for name in containers { _ = try? IT.runner.run(["docker", "rm", "-f", name]) }
+        envImage.remove()
         for home in homes { try? FileManager.default.removeItem(atPath: home) }
         if !homes.isEmpty, let user = UserIdentity.lookup(name: IT.testUser) {
             _ = try? IT.runner.run(["docker", "image", "rm", "-f", "\(user.name)/updown-it:latest"])
@@ -57,12 +61,18 @@ final class UpDownTests: XCTestCase {
         return try XCTUnwrap(try JSONSerialization.jsonObject(with: result.stdout) as? [[String: Any]], result.stdoutText)
     }
 
-    func testUpSSHStatusKillDownLeavesNothing() throws {
+    /// The testbed and a scratch HOME of the test user (removed in tearDown).
+    func prepare(_ label: String) throws -> (Testbed, String) {
         _ = try IT.requireBinary()
         try IT.requireDocker()
         let bed = try Testbed.up()
-        let home = try IT.scratchDir("updown")
+        let home = try IT.scratchDir(label)
         Self.homes.append(home)
+        return (bed, home)
+    }
+
+    func testUpSSHStatusKillDownLeavesNothing() throws {
+        let (bed, home) = try prepare("updown")
         _ = try IT.runner.run(["install", "-d", "-m", "700", "-o", String(IT.user.uid), "-g", String(IT.user.gid), "\(home)/.ssh"])
         try write(userConfig, "\(home)/.ssh/config")
         try write(userKnownHosts, "\(home)/.ssh/known_hosts")
@@ -145,11 +155,7 @@ final class UpDownTests: XCTestCase {
     /// Two `up`s: two sessions on two ports, both usable; `down` of one (its tunnel alive: SIGTERM)
     /// leaves the other working; `down --all` removes the rest.
     func testTwoSessionsDownOneLeavesTheOther() throws {
-        _ = try IT.requireBinary()
-        try IT.requireDocker()
-        let bed = try Testbed.up()
-        let home = try IT.scratchDir("updown2")
-        Self.homes.append(home)
+        let (bed, home) = try prepare("updown2")
         let upArgs = ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
                       "--image", "\(bed.user)/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed)
         for _ in 0..<2 {
@@ -193,5 +199,54 @@ final class UpDownTests: XCTestCase {
         // dbgbox created ~/.ssh/config for the Include: it goes with the last block.
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/config"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/dbgbox/config"))
+    }
+
+    /// `ide pycharm` on a laptop without docker: everything comes from the session record, and
+    /// Python is found in the container (on the image's ENV PATH) through the session's tunnel.
+    func testIdeFromTheSessionRecordWithoutDocker() throws {
+        let (bed, home) = try prepare("updown-ide")
+        let image = try Self.envImage.name(home: home)
+        let up = try run(bed, home: home, ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--image", image,
+                                           "--key", bed.key + ".pub"] + remoteArgs(bed))
+        XCTAssertEqual(up.exitCode, 0, up.stderrText)
+        let row = try XCTUnwrap(try status(bed, home: home).first)
+        let name = try XCTUnwrap(row["name"] as? String)
+        Self.containers.append(name)
+        let localPort = try XCTUnwrap(row["local_port"] as? Int)
+
+        // A PATH with nothing on it: no docker, no ssh.
+        let emptyBin = "\(home)/empty-bin"
+        try FileManager.default.createDirectory(atPath: emptyBin, withIntermediateDirectories: true)
+        func ide(_ args: [String]) throws -> ProcessResult {
+            try bed.inLaptop([try IT.requireBinary(), "ide"] + args, home: home,
+                             extraEnv: ["XDG_STATE_HOME": "\(home)/state", "PATH": emptyBin])
+        }
+        let noDocker = try bed.inLaptop(["/bin/sh", "-c", "command -v docker || echo none"], home: home,
+                                        extraEnv: ["PATH": emptyBin])
+        XCTAssertEqual(noDocker.stdoutText, "none\n", "docker must not be on this PATH")
+
+        for args in [["pycharm", name], ["pycharm"]] {
+            let pycharm = try ide(args)
+            XCTAssertEqual(pycharm.exitCode, 0, pycharm.stderrText)
+            IT.assertContains(pycharm.stdoutText, [
+                "Interpreter         /opt/fake/bin/python3  (path, Python 3.99.1)", "Port                \(localPort)\n",
+                "Host                dbgbox-\(name)\n", "Private key file    \(bed.key)\n",
+                "The container runs on \(Testbed.nodeAlias)", "\(IT.user.home) → \(IT.user.home)",
+            ])
+        }
+        let vscode = try ide(["vscode", name])
+        XCTAssertEqual(vscode.exitCode, 0, vscode.stderrText)
+        XCTAssertTrue(vscode.stdoutText.contains("vscode-remote://ssh-remote+dbgbox-\(name)\(IT.user.home)\n"), vscode.stdoutText)
+        XCTAssertTrue(vscode.stdoutText.contains("\"python.defaultInterpreterPath\": \"/opt/fake/bin/python3\""), vscode.stdoutText)
+
+        // Not a session, and no docker here for a local container: one clear line.
+        let missing = try ide(["pycharm", "no-such-session"])
+        XCTAssertNotEqual(missing.exitCode, 0)
+        let err = missing.stderrText.trimmingCharacters(in: .newlines)
+        XCTAssertFalse(err.contains("\n"), err)
+        XCTAssertTrue(err.contains("no session named no-such-session") && err.contains("docker"), err)
+
+        let down = try run(bed, home: home, ["down", name])
+        XCTAssertEqual(down.exitCode, 0, down.stderrText)
     }
 }

@@ -58,11 +58,19 @@ public enum IDEInstructions {
             }
         }
         out.append("")
-        out.append("4. Sync folders (path mappings), local → container:")
-        for m in t.mounts { out.append("     \(m.source) → \(m.target)") }
-        out.append("   Your home \(t.home) is mounted at the same path, so a project under it maps to itself:")
-        out.append("   set the remote path to the project's own path and untick \"Automatically upload project")
-        out.append("   files to the server\" (the container already sees your files).")
+        if let node = t.node {
+            out.append("4. Sync folders (path mappings):")
+            out.append("   The container runs on \(node) and sees that node's files (node → container):")
+            for m in t.mounts { out.append("     \(m.source) → \(m.target)") }
+            out.append("   Your local files are not there: map your local project folder to a folder under \(t.home),")
+            out.append("   e.g. \(t.home)/<project>, and keep \"Automatically upload project files to the server\" ticked.")
+        } else {
+            out.append("4. Sync folders (path mappings), local → container:")
+            for m in t.mounts { out.append("     \(m.source) → \(m.target)") }
+            out.append("   Your home \(t.home) is mounted at the same path, so a project under it maps to itself:")
+            out.append("   set the remote path to the project's own path and untick \"Automatically upload project")
+            out.append("   files to the server\" (the container already sees your files).")
+        }
         out.append("")
         out.append("Do not edit PyCharm's XML settings (sshConfigs.xml, webServers.xml, jdk.table.xml) while")
         out.append("PyCharm runs: it overwrites them. dbgbox never touches them; use the dialog.")

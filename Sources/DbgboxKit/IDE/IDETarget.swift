@@ -11,7 +11,7 @@ public struct PathMapping: Sendable, Equatable, Codable {
 }
 
 /// Everything the IDE instructions need about one session, whatever it was gathered from
-/// (`docker inspect` of a local container today, a session record of `dbgbox up` later).
+/// (`docker inspect` of a local container, or a session record of `dbgbox up`).
 public struct IDETarget: Sendable, Equatable {
     /// The container name.
     public var name: String
@@ -32,10 +32,13 @@ public struct IDETarget: Sendable, Equatable {
     public var interpreters: [PythonInterpreter]
     /// The pinned host key fingerprint (`SHA256:…`), for checking what PyCharm shows; nil if unknown.
     public var hostKeyFingerprint: String?
+    /// The cluster node the container runs on (its mounts are that node's paths); nil when it runs
+    /// on this machine.
+    public var node: String?
 
     public init(name: String, alias: String?, host: String = "127.0.0.1", port: UInt16, user: String,
                 identityFile: String, home: String, mounts: [PathMapping], interpreters: [PythonInterpreter],
-                hostKeyFingerprint: String? = nil) {
+                hostKeyFingerprint: String? = nil, node: String? = nil) {
         self.name = name
         self.alias = alias
         self.host = host
@@ -46,6 +49,7 @@ public struct IDETarget: Sendable, Equatable {
         self.mounts = mounts
         self.interpreters = interpreters
         self.hostKeyFingerprint = hostKeyFingerprint
+        self.node = node
     }
 
     /// The alias `dbgbox up` writes for this container.
@@ -124,6 +128,13 @@ public enum IDEError: UserFacingError, Equatable {
     case codeNotFound
     case noAliasToOpen(alias: String)
     case pathNotAbsolute(String)
+    case severalSessions([String])
+    case noSessionNoDocker(user: String, name: String?)
+    case sessionTunnelDead(name: String)
+    case sessionNotPinned(name: String, alias: String, path: String)
+    case sessionUnreachable(name: String, port: UInt16, why: String)
+    case sessionHostKey(name: String, port: UInt16, pinned: String, presented: String)
+    case sessionLogin(name: String, user: String, identityFile: String, why: String)
 
     public var description: String {
         switch self {
@@ -145,6 +156,21 @@ public enum IDEError: UserFacingError, Equatable {
             return "VS Code needs the ssh Host alias \(alias), which ~/.ssh/config does not define: add the Host block printed without --open, or create the session with `dbgbox up`"
         case .pathNotAbsolute(let path):
             return "the folder \(path) must be an absolute path inside the container, e.g. /home/you/project"
+        case .severalSessions(let names):
+            return "\(names.count) sessions are up (\(names.joined(separator: ", "))): name one, e.g. `dbgbox ide pycharm \(names[0])`"
+        case .noSessionNoDocker(let user, let name):
+            let what = name.map { "there is no session named \($0) (see `dbgbox status`)" } ?? "\(user) has no dbgbox session"
+            return "\(what), and docker (for a local container) is not available here: start a session with `dbgbox up --login LOGIN --node NODE`"
+        case .sessionTunnelDead(let name):
+            return "the tunnel of session \(name) is not running (see `dbgbox status`): run `dbgbox down \(name)`, then `dbgbox up` again"
+        case .sessionNotPinned(let name, let alias, let path):
+            return "no host key is pinned for \(alias) in \(path), so session \(name) cannot be checked: run `dbgbox down \(name)`, then `dbgbox up` again"
+        case .sessionUnreachable(let name, let port, let why):
+            return "cannot reach session \(name) at 127.0.0.1:\(port): \(condense(why, limit: 160)): check `dbgbox status`; a dead tunnel needs `dbgbox down \(name)` and `dbgbox up`"
+        case .sessionHostKey(let name, let port, let pinned, let presented):
+            return "127.0.0.1:\(port) presented host key \(presented), not \(pinned) pinned for session \(name): another program may hold the port; check `dbgbox status`"
+        case .sessionLogin(let name, let user, let identityFile, let why):
+            return "the container of session \(name) refused \(user) with \(identityFile)\(why.isEmpty ? "" : " (\(condense(why, limit: 120)))"): pass the key the session was made with, --key FILE"
         }
     }
 }

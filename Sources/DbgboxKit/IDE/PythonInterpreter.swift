@@ -45,6 +45,10 @@ public struct CommandTransport: Sendable, Equatable {
         CommandTransport(prefix: [docker, "exec", "-u", user, container], joinsArguments: false)
     }
 
+    /// The runner itself runs in the container (`ContainerSessionRunner`: an exec channel over a
+    /// session's tunnel, which quotes the argv for the remote shell).
+    public static let session = CommandTransport(prefix: [], joinsArguments: false)
+
     /// `ssh HOST '…'`, never prompting (BatchMode): the alias carries port, user, key and host key.
     public static func ssh(host: String, ssh: String = "ssh") -> CommandTransport {
         CommandTransport(prefix: [ssh, "-o", "BatchMode=yes", host], joinsArguments: true)

@@ -14,31 +14,26 @@ import SSH
 /// that session belongs to the engine's forwarding thread (libssh2 sessions are single-threaded),
 /// and the engine has no API to run a channel on it. The extra layer costs one handshake (~tens of
 /// ms) and carries only control traffic and the Dockerfile.
-public final class RemoteProcessRunner: ProcessRunner, @unchecked Sendable {
+public final class RemoteProcessRunner: SSHSessionRunner, @unchecked Sendable {
     public let plan: TunnelPlan
     private let tunnel: Tunnel
     private let delegate: RemoteTunnelDelegate
-    private let session: SSHSession
-    private let finished = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
-    private var closed = false
+    private let finished: DispatchSemaphore
 
     /// "node HOST:PORT", for messages.
     public var nodeName: String { "\(plan.node.hop.label) \(plan.node.hop.endpoint)" }
 
     /// Opens the chain and the node session. Throws one-line errors naming the hop that failed.
     public init(plan: TunnelPlan, checker: HostKeyChecker) throws {
-        self.plan = plan
         var configuration = plan.configuration
         configuration.targetHost = plan.node.hop.host
         configuration.targetPort = plan.node.hop.port
         configuration.bindAddress = "127.0.0.1"
         configuration.localPort = 0
-        delegate = RemoteTunnelDelegate(plan: plan, checker: checker)
-        tunnel = Tunnel(configuration: configuration, delegate: delegate)
+        let delegate = RemoteTunnelDelegate(plan: plan, checker: checker)
+        let tunnel = Tunnel(configuration: configuration, delegate: delegate)
+        let finished = DispatchSemaphore(value: 0)
         try tunnel.start()
-        let tunnel = self.tunnel
-        let finished = self.finished
         let thread = Thread {
             tunnel.run()
             finished.signal()
@@ -47,6 +42,7 @@ public final class RemoteProcessRunner: ProcessRunner, @unchecked Sendable {
         thread.start()
 
         let node = plan.node
+        let session: SSHSession
         do {
             session = try SSHSession(host: "127.0.0.1", port: UInt16(tunnel.localPort),
                                      timeout: configuration.connectTimeout)
@@ -69,8 +65,14 @@ public final class RemoteProcessRunner: ProcessRunner, @unchecked Sendable {
             _ = finished.wait(timeout: .now() + 5)
             throw error
         }
+        self.plan = plan
+        self.delegate = delegate
+        self.tunnel = tunnel
+        self.finished = finished
+        super.init(session: session)
     }
 
+    // Here, not only in the superclass's deinit: `didClose` needs this class's properties.
     deinit { close() }
 
     private static func authenticate(_ session: SSHSession, hop: TunnelHop) throws {
@@ -79,42 +81,20 @@ public final class RemoteProcessRunner: ProcessRunner, @unchecked Sendable {
                                          tried: failure.tried, why: failure.lastError)
     }
 
-    public func run(_ argv: [String], input: Data?) throws -> ProcessResult {
-        try execute(argv, input: input, sink: nil)
+    override func sessionError(_ argv: [String], _ error: Error?) -> Error {
+        guard let error else { return RemoteError.closed }
+        return RemoteError.lost(node: nodeName, program: argv.first ?? "", why: "\(error)")
     }
 
-    public func stream(_ argv: [String], input: Data?, to sink: OutputSink) throws -> ProcessResult {
-        try execute(argv, input: input, sink: sink)
-    }
-
-    private func execute(_ argv: [String], input: Data?, sink: OutputSink?) throws -> ProcessResult {
-        lock.lock(); defer { lock.unlock() }
-        guard !closed else { throw RemoteError.closed }
-        var out = Data()
-        var err = Data()
-        let status: SSHExecStatus
-        do {
-            status = try session.execStreaming(shellQuote(argv), input: input,
-                                               onStdout: { out.append($0); sink?.write($0) },
-                                               onStderr: { err.append($0); sink?.write($0) })
-        } catch {
-            throw RemoteError.lost(node: nodeName, program: argv.first ?? "", why: "\(error)")
-        }
-        // The remote shell's "command not found".
-        if status.code == 127, let name = argv.first, String(decoding: err, as: UTF8.self).contains("not found") {
+    /// The remote shell's "command not found".
+    override func check(_ argv: [String], _ result: ProcessResult) throws {
+        if result.exitCode == 127, let name = argv.first, result.stderrText.contains("not found") {
             throw RemoteError.notFound(node: nodeName, program: name)
         }
-        return ProcessResult(exitCode: status.code, stdout: out, stderr: err)
     }
 
-    /// Ends the node session and the chain. Safe to call twice.
-    public func close() {
-        lock.lock()
-        let wasClosed = closed
-        closed = true
-        lock.unlock()
-        guard !wasClosed else { return }
-        session.close()
+    /// Ends the chain too.
+    override func didClose() {
         tunnel.stop()
         _ = finished.wait(timeout: .now() + 5)
     }

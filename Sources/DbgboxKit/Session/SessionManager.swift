@@ -10,14 +10,21 @@ public struct SessionContainer: Sendable, Equatable {
     public var image: String
     public var gpus: [String]
     public var expires: Date?
+    /// The user's home inside the container.
+    public var home: String?
+    /// Its bind mounts (node path → container path), the home first.
+    public var mounts: [PathMapping]
 
-    public init(name: String, port: Int, user: String, image: String, gpus: [String] = [], expires: Date? = nil) {
+    public init(name: String, port: Int, user: String, image: String, gpus: [String] = [], expires: Date? = nil,
+                home: String? = nil, mounts: [PathMapping] = []) {
         self.name = name
         self.port = port
         self.user = user
         self.image = image
         self.gpus = gpus
         self.expires = expires
+        self.home = home
+        self.mounts = mounts
     }
 }
 
@@ -193,7 +200,8 @@ public struct SessionManager {
                 name: name, container: name, login: request.login, node: request.node, gpus: container.gpus,
                 targetPort: container.port, localPort: localPort, tunnelPID: launched?.pid,
                 tunnelStartTime: launched?.startTime, created: clock.now(), expires: container.expires,
-                image: container.image, user: container.user, identityFile: request.identityFile, logFile: log)
+                image: container.image, user: container.user, identityFile: request.identityFile, logFile: log,
+                home: container.home, mounts: container.mounts.isEmpty ? nil : container.mounts)
             try store.insert(record)
             undo.append(("record", { try store.remove(name) }))
 

@@ -28,10 +28,17 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     public var identityFile: String
     /// The background tunnel's log.
     public var logFile: String
+    /// The user's home inside the container (mounted from the same path on the node); nil in
+    /// records written before it was kept.
+    public var home: String?
+    /// The container's bind mounts (node path → container path), the home first; nil in records
+    /// written before they were kept.
+    public var mounts: [PathMapping]?
 
     public init(name: String, container: String, login: String? = nil, node: String? = nil, gpus: [String] = [],
                 targetPort: Int, localPort: Int, tunnelPID: Int32? = nil, tunnelStartTime: UInt64? = nil,
-                created: Date, expires: Date? = nil, image: String, user: String, identityFile: String, logFile: String) {
+                created: Date, expires: Date? = nil, image: String, user: String, identityFile: String, logFile: String,
+                home: String? = nil, mounts: [PathMapping]? = nil) {
         self.name = name
         self.container = container
         self.login = login
@@ -47,6 +54,8 @@ public struct SessionRecord: Codable, Sendable, Equatable {
         self.user = user
         self.identityFile = identityFile
         self.logFile = logFile
+        self.home = home
+        self.mounts = mounts
     }
 
     /// `dbgbox-<name>`, the ssh alias and pinned host key alias.

@@ -1,0 +1,52 @@
+import Foundation
+import SSH
+
+/// Runs argv arrays inside a session's container, as `ssh dbgbox-NAME` would: one blocking libssh2
+/// session to the laptop end of the session's tunnel (127.0.0.1:PORT), the container's host key
+/// checked against the key pinned for dbgbox-NAME, logged in as the container user with the
+/// session's key. Each argv is one exec channel. Needs neither docker nor the ssh binary here.
+public final class ContainerSessionRunner: SSHSessionRunner, @unchecked Sendable {
+    public let sessionName: String
+    public let port: UInt16
+
+    /// Connects, checks the host key and logs in. Throws one-line `IDEError`s.
+    /// `prompter` is asked for the key's passphrase when it is encrypted.
+    public init(sessionName: String, port: UInt16, user: String, pinned: SSHPublicKey, identityFile: String,
+                prompter: Prompter = NoPrompter(), timeout: Double = 10) throws {
+        let session: SSHSession
+        do {
+            session = try SSHSession(host: "127.0.0.1", port: port, timeout: timeout)
+        } catch {
+            throw IDEError.sessionUnreachable(name: sessionName, port: port, why: "\(error)")
+        }
+        do {
+            guard let key = session.hostKey else {
+                throw IDEError.sessionUnreachable(name: sessionName, port: port, why: "no host key presented")
+            }
+            guard key.typeName == pinned.type, key.blob == pinned.blob else {
+                throw IDEError.sessionHostKey(name: sessionName, port: port, pinned: pinned.fingerprintSHA256,
+                                              presented: SSHPublicKey(type: key.typeName, blob: key.blob).fingerprintSHA256)
+            }
+            let encrypted = (try? OpenSSHKeyFile.inspect(try LocalFileSystem().read(identityFile)))?.isEncrypted ?? false
+            // The key first (the Host block has IdentitiesOnly); an agent may hold it when it is encrypted.
+            let hop = TunnelHop(host: "127.0.0.1", port: Int(port), user: user,
+                                credentials: [.keyFile(path: identityFile, passphrase: nil), .agent(socketPath: nil)],
+                                label: "container")
+            if let failure = HopLogin.tryCredentials(session, hop: hop, passphrase: { path in
+                encrypted && prompter.isInteractive ? prompter.secret("Enter passphrase for key '\(path)': ") : nil
+            }) {
+                throw IDEError.sessionLogin(name: sessionName, user: user, identityFile: identityFile, why: failure.lastError)
+            }
+        } catch {
+            session.close()
+            throw error
+        }
+        self.sessionName = sessionName
+        self.port = port
+        super.init(session: session)
+    }
+
+    override func sessionError(_ argv: [String], _ error: Error?) -> Error {
+        IDEError.sessionUnreachable(name: sessionName, port: port, why: error.map { "\($0)" } ?? "the session is closed")
+    }
+}
