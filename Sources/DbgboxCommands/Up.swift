@@ -15,7 +15,8 @@ struct Up: ParsableCommand {
         background process (log and record in $XDG_STATE_HOME/dbgbox), writes the Host block \
         dbgbox-NAME into ~/.ssh/dbgbox/config and makes ~/.ssh/config include it. Values not given \
         on the command line come from config.yaml (--profile, then defaults). \
-        Anything failing midway undoes what was done. Remove it all with dbgbox down.
+        Anything failing midway, or Ctrl-C/SIGTERM, undoes what was done (exit 130/143 when \
+        interrupted). Remove it all with dbgbox down.
         Example: dbgbox up --login alice@login.cluster --node gpu07 --gpu V --port auto
         """)
 
@@ -86,17 +87,35 @@ struct Up: ParsableCommand {
             stderr.write(Data("dbgbox: up: \(step) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)\n".utf8))
         }
 
+        // Ctrl-C or SIGTERM from here on: before the container exists, dbgbox just ends (a build on
+        // the node ends with the connection); after, `up` undoes what it made and exits 128+signal.
+        // Watched before the node connection starts its thread, so that every thread blocks them.
+        let interruption = Interruption { signal in
+            FileHandle.standardError.write(Data("dbgbox: error: up interrupted by \(Interruption.name(signal)): nothing had been made\n".utf8))
+            _exit(128 + signal)
+        }
+        interruption.watch([SIGINT, SIGTERM])
+        defer { interruption.stopWatching() }
         let (runner, node) = try options.environment()
         defer { node.close() }
         let operations = NodeOperations(
             runner: runner, node: node, home: home, gpuRequest: settings.gpu ?? "none", runtime: runtime,
             config: config, portRequest: portRequest, ttl: ttlValue, mountLists: settings.mounts ?? [],
             volumes: volumes, authorizedKeyLine: authorized.line, image: settings.image, base: settings.base)
-        let tunnels = DetachedTunnels(login: login, node: nodeName, flags: flags)
+        var tunnels = DetachedTunnels(login: login, node: nodeName, flags: flags)
         let optionsData = try JSONEncoder().encode(SessionOptions(flags: flags))
-        let result = try manager.up(SessionManager.UpRequest(login: login, node: nodeName, identityFile: identityFile,
-                                                             options: optionsData, foreground: foreground),
-                                    node: operations, tunnels: tunnels)
+
+        var steps = manager
+        steps.interruption = interruption
+        steps.afterStep = Self.testPause(interruption)
+        tunnels.interruption = interruption
+        let result: SessionManager.UpResult
+        do {
+            defer { interruption.stopWatching() }
+            result = try steps.up(SessionManager.UpRequest(login: login, node: nodeName, identityFile: identityFile,
+                                                           options: optionsData, foreground: foreground),
+                                  node: operations, tunnels: tunnels)
+        }
         let record = result.record
         if let instruction = result.instruction { ContainerWiring.warn(instruction) }
         print("""
@@ -118,6 +137,23 @@ struct Up: ParsableCommand {
         quiet.progress = { _ in }
         _ = try quiet.down(record, node: { operations }, tunnels: tunnels)
         if let tunnelError { throw tunnelError }
+    }
+}
+
+extension Up {
+    /// Test only: with DBGBOX_TEST_PAUSE_AFTER=STEP (image, container, tunnel, record or host block),
+    /// `up` says so on stderr and waits after that step until a signal arrives (at most 60 s), so a
+    /// test can interrupt it at a known point.
+    static func testPause(_ interruption: Interruption) -> (String) -> Void {
+        guard let pauseAfter = ProcessInfo.processInfo.environment["DBGBOX_TEST_PAUSE_AFTER"], !pauseAfter.isEmpty else {
+            return { _ in }
+        }
+        return { step in
+            guard step == pauseAfter else { return }
+            FileHandle.standardError.write(Data("dbgbox: up: paused after \(step) (DBGBOX_TEST_PAUSE_AFTER, for tests)\n".utf8))
+            let deadline = Date().addingTimeInterval(60)
+            while interruption.signal == nil && Date() < deadline { usleep(20_000) }
+        }
     }
 }
 
@@ -261,6 +297,8 @@ struct DetachedTunnels: SessionTunnelControl {
     var flags: [String]
     var readyTimeout: TimeInterval = 15
     var stopTimeout: TimeInterval = 4
+    /// A signal while waiting for the tunnel to be ready stops it and throws `Interrupted`.
+    var interruption: Interruption?
 
     func localPort(preferring preferred: Int) throws -> Int {
         if let port = UInt16(exactly: preferred), BindPortProbe().isFree(port) { return preferred }
@@ -301,6 +339,10 @@ struct DetachedTunnels: SessionTunnelControl {
         let deadline = Date().addingTimeInterval(readyTimeout)
         var startTime = inspector.startTime(of: pid)
         while true {
+            if let signal = interruption?.signal {
+                stop(pid: pid)
+                throw Interrupted(signal: signal)
+            }
             let text = (try? String(contentsOfFile: launch.logFile, encoding: .utf8)) ?? ""
             if text.contains("ready: ") || text.hasPrefix("ready:") {
                 if let startTime { return LaunchedTunnel(pid: pid, startTime: startTime) }

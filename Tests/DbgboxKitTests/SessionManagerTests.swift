@@ -179,6 +179,86 @@ final class SessionManagerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/config"))
     }
 
+    /// A manager whose `up` gets `signal` right after `step` (as a signal watcher would deliver it).
+    func interrupted(at step: String, by signal: Int32, nothingMade: @escaping @Sendable (Int32) -> Void = { _ in })
+        -> SessionManager {
+        var m = manager()
+        let interruption = Interruption(nothingMade: nothingMade)
+        m.interruption = interruption
+        m.afterStep = { if $0 == step { interruption.receive(signal) } }
+        return m
+    }
+
+    /// Ctrl-C once the container exists: it, its pinned key and the options file go; exit 130.
+    func testInterruptAfterContainerUndoesIt() throws {
+        try writeUserFiles()
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        let m = interrupted(at: "container", by: SIGINT)
+        XCTAssertThrowsError(try m.up(.init(login: "l", node: "n", identityFile: "/k", options: Data("{}".utf8)),
+                                      node: node, tunnels: FakeTunnels(journal: journal))) { error in
+            XCTAssertEqual(error as? SessionManagerError,
+                           .interrupted(signal: SIGINT, undone: ["options file", "pinned host key", "container alice_00042"], failed: []))
+            XCTAssertEqual((error as? SessionManagerError)?.exitCode, 130)
+            XCTAssertEqual("\(error)", "up interrupted by SIGINT: undid the options file, the pinned host key, the container alice_00042; nothing of the session is left")
+        }
+        XCTAssertEqual(journal.steps, ["image", "create", "rm alice_00042"], "no tunnel was started")
+        XCTAssertTrue(node.containers.isEmpty)
+        XCTAssertFalse(read(pinned)?.contains("dbgbox-alice_00042") ?? false)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: m.optionsPath("alice_00042")))
+        XCTAssertEqual(read("\(home)/.ssh/config"), userConfig)
+    }
+
+    /// SIGTERM after the last step: the whole session goes again, in reverse order; exit 143.
+    func testTerminateAfterHostBlockUndoesEverything() throws {
+        try writeUserFiles()
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        let tunnels = FakeTunnels(journal: journal)
+        let m = interrupted(at: "host block", by: SIGTERM)
+        XCTAssertThrowsError(try m.up(.init(login: "l", node: "n", identityFile: "/k", options: Data("{}".utf8)),
+                                      node: node, tunnels: tunnels)) { error in
+            XCTAssertEqual(error as? SessionManagerError, .interrupted(
+                signal: SIGTERM, undone: ["Host block dbgbox-alice_00042", "session record", "tunnel", "tunnel log", "options file",
+                                          "pinned host key", "container alice_00042"], failed: []))
+            XCTAssertEqual((error as? SessionManagerError)?.exitCode, 143)
+        }
+        XCTAssertEqual(journal.steps, ["image", "create", "port", "tunnel 2242->22042", "stop 4242", "rm alice_00042"])
+        XCTAssertTrue(try m.store.list().records.isEmpty)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: m.hostConfig.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: m.logPath("alice_00042")))
+        XCTAssertEqual(read("\(home)/.ssh/config"), userConfig, "the Include line goes with the block")
+    }
+
+    /// A signal before the container step has nothing to undo: the command ends at once
+    /// (`nothingMade`); were it to return, `up` would still stop before making anything.
+    func testInterruptDuringImageStepMakesNothing() throws {
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        final class Seen: @unchecked Sendable { var signals: [Int32] = [] }
+        let seen = Seen()
+        let m = interrupted(at: "image", by: SIGINT) { seen.signals.append($0) }
+        XCTAssertThrowsError(try m.up(.init(login: "l", node: "n", identityFile: "/k"), node: node,
+                                      tunnels: FakeTunnels(journal: journal))) { error in
+            XCTAssertEqual(error as? SessionManagerError, .interrupted(signal: SIGINT, undone: [], failed: []))
+        }
+        XCTAssertEqual(seen.signals, [SIGINT])
+        XCTAssertEqual(journal.steps, ["image"])
+    }
+
+    /// What cannot be undone (the node unreachable) is named, with where to go next.
+    func testInterruptWhoseUndoFailsSaysWhatIsLeft() throws {
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        node.failRemove = true
+        let m = interrupted(at: "container", by: SIGINT)
+        let text = assertOneLineError(try m.up(.init(login: "l", node: "n", identityFile: "/k"), node: node,
+                                               tunnels: FakeTunnels(journal: journal)),
+                                      contains: "could not undo the container alice_00042 (node unreachable)")
+        XCTAssertTrue(text.contains("dbgbox cleanup"), text)
+        XCTAssertFalse(read(pinned)?.contains("dbgbox-alice_00042") ?? false, "the rest is still undone")
+    }
+
     /// Tunnel dead, container gone, block deleted by hand: down still finishes and removes the record.
     func testDownWhenPiecesAreAlreadyGone() throws {
         let journal = Journal()

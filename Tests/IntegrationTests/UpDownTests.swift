@@ -249,4 +249,78 @@ final class UpDownTests: XCTestCase {
         let down = try run(bed, home: home, ["down", name])
         XCTAssertEqual(down.exitCode, 0, down.stderrText)
     }
+
+    /// SIGINT or SIGTERM at a known step of `up` (the test hook DBGBOX_TEST_PAUSE_AFTER holds it
+    /// there): before the container, up just ends; after it (the container running, its key pinned,
+    /// not yet ready) or after the last step (tunnel, record, Host block and Include written), up
+    /// undoes everything, says so in one line and exits 128+signal. Nothing of the session is left.
+    func testInterruptedUpLeavesNothing() throws {
+        let (bed, home) = try prepare("updown-int")
+        let bin = try IT.requireBinary()
+        let upArgs = ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
+                      "--image", "\(bed.user)/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed)
+        func ownContainers() throws -> Set<String> {
+            Set(try IT.runner.run(["docker", "ps", "-a", "--filter", "label=dbgbox.owner=\(IT.testUser)",
+                                   "--format", "{{.Names}}"]).stdoutText.split(separator: "\n").map(String.init))
+        }
+        for (step, signal) in [("image", SIGINT), ("container", SIGINT), ("host block", SIGTERM)] {
+            let before = try ownContainers()
+            let log = "\(home)/up-\(step.replacingOccurrences(of: " ", with: "-")).err"
+            let child = try bed.startInLaptop([bin] + upArgs, home: home,
+                                              extraEnv: ["XDG_STATE_HOME": "\(home)/state", "DBGBOX_TEST_PAUSE_AFTER": step],
+                                              stdout: .null, stderr: .file(log))
+            let deadline = Date().addingTimeInterval(180) // the first run may build the image
+            func stderrText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            while !stderrText().contains("paused after \(step)") && child.exitStatusIfDone() == nil && Date() < deadline {
+                usleep(50_000)
+            }
+            XCTAssertNil(child.exitStatusIfDone(), "up ended before pausing after \(step): \(stderrText())")
+            guard child.exitStatusIfDone() == nil else { continue }
+
+            // The container exists (docker ps shows it with dbgbox's labels) from the container step on.
+            let made = try ownContainers().subtracting(before)
+            XCTAssertEqual(made.count, step == "image" ? 0 : 1, "\(made)")
+            Self.containers += made
+            var nodePorts: [String] = []
+            for name in made {
+                nodePorts.append(try IT.runner.run(["docker", "inspect", "--format", "{{index .Config.Labels \"dbgbox.port\"}}", name])
+                    .stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+
+            XCTAssertEqual(kill(child.pid, signal), 0)
+            let code = child.wait()
+            XCTAssertEqual(code, 128 + signal, "\(step): \(stderrText())")
+            let last = stderrText().split(separator: "\n").last.map(String.init) ?? ""
+            XCTAssertTrue(last.hasPrefix("dbgbox: error: up interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"): "), last)
+            if step == "image" {
+                XCTAssertTrue(last.hasSuffix("nothing had been made"), last)
+            } else {
+                XCTAssertTrue(last.contains("the container \(made.first ?? "?")") && last.hasSuffix("nothing of the session is left"), last)
+            }
+            if step == "host block" {
+                XCTAssertTrue(last.contains("the tunnel") && last.contains("the Host block") && last.contains("the session record"), last)
+            }
+
+            // Nothing is left: no container, no pinned key, no Host block or Include, no record, log or
+            // options file, no tunnel process.
+            XCTAssertEqual(try ownContainers().subtracting(before), [], step)
+            let pinned = (try? String(contentsOfFile: "\(home)/.ssh/dbgbox/known_hosts", encoding: .utf8)) ?? ""
+            for name in made { XCTAssertFalse(pinned.contains("dbgbox-\(name) "), pinned) }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/dbgbox/config"), step)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/config"), step)
+            let state = (try? FileManager.default.subpathsOfDirectory(atPath: "\(home)/state")) ?? []
+            XCTAssertEqual(state.filter { $0.hasSuffix(".json") || $0.hasSuffix(".log") }, [], step)
+            XCTAssertEqual(try status(bed, home: home).count, 0)
+            for port in nodePorts {
+                let tunnels = (try FileManager.default.contentsOfDirectory(atPath: "/proc")).compactMap { pid -> String? in
+                    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+                    let argv = String(decoding: data, as: UTF8.self).split(separator: "\0").map(String.init)
+                    guard argv.first == bin, argv.dropFirst().first == "tunnel",
+                          let i = argv.firstIndex(of: "--port"), argv.indices.contains(i + 1), argv[i + 1] == port else { return nil }
+                    return pid
+                }
+                XCTAssertEqual(tunnels, [], "a tunnel to port \(port) is still running")
+            }
+        }
+    }
 }

@@ -81,6 +81,14 @@ public enum SessionManagerError: UserFacingError, Equatable {
     case noSessions
     case ambiguous([String])
     case noSuchSession(String)
+    /// `up` got SIGINT or SIGTERM and undid its steps (`undone`, in the order undone; `failed`:
+    /// what could not be undone, with why).
+    case interrupted(signal: Int32, undone: [String], failed: [String])
+
+    public var exitCode: Int32 {
+        if case .interrupted(let signal, _, _) = self { return 128 + signal }
+        return 1
+    }
 
     public var description: String {
         switch self {
@@ -92,6 +100,10 @@ public enum SessionManagerError: UserFacingError, Equatable {
             return "\(names.count) sessions are up (\(names.joined(separator: ", "))): name one, or use --all"
         case .noSuchSession(let name):
             return "no session named \(name) (see dbgbox status)"
+        case .interrupted(let signal, let undone, let failed):
+            let what = undone.isEmpty ? "nothing had been made" : "undid the " + undone.joined(separator: ", the ")
+            guard !failed.isEmpty else { return "up interrupted by \(Interruption.name(signal)): \(what); nothing of the session is left" }
+            return "up interrupted by \(Interruption.name(signal)): \(what); could not undo the \(failed.joined(separator: "; the ")): remove what is left with `dbgbox cleanup` (with --login and --node for the container)"
         }
     }
 }
@@ -99,8 +111,9 @@ public enum SessionManagerError: UserFacingError, Equatable {
 /// `dbgbox up` and `dbgbox down` as steps over the node, the tunnel and this machine's files.
 /// Never prints; `progress` gets one short line per step.
 ///
-/// `up` undoes every step it made, in reverse order, when a later one fails. `down` tolerates
-/// every piece being gone already (a dead tunnel, a removed container, a deleted block).
+/// `up` undoes every step it made, in reverse order, when a later one fails or when it is
+/// interrupted (`interruption`: checked between steps). `down` tolerates every piece being gone
+/// already (a dead tunnel, a removed container, a deleted block).
 public struct SessionManager {
     public var store: SessionStore
     public var hostConfig: SSHClientConfigFile
@@ -115,6 +128,11 @@ public struct SessionManager {
     public var fs: FileSystem
     public var clock: WallClock
     public var progress: (String) -> Void
+    /// SIGINT/SIGTERM during `up`: nothing made yet ends the process; after that, `up` undoes its steps.
+    public var interruption: Interruption?
+    /// Called after each step of `up` with its name (image, container, tunnel, record, host block),
+    /// before the interruption check: the test hook DBGBOX_TEST_PAUSE_AFTER waits here.
+    public var afterStep: (String) -> Void = { _ in }
 
     public init(store: SessionStore, hostConfig: SSHClientConfigFile, include: SSHConfigInclude,
                 pinnedPath: String, knownHostsPath: String, stateDirectory: String,
@@ -172,28 +190,33 @@ public struct SessionManager {
         do {
             progress("image")
             let image = try node.ensureImage()
+            try checkpoint("image")
+            // The container is the first thing to undo: from here an interruption is undone, not just ended.
+            interruption?.beginUndoableSteps()
             progress("container")
             let container = try node.createContainer(image: image)
             let name = container.name
             try SessionName.validate(name)
             let alias = SessionName.alias(name)
-            undo.append(("container", { try node.removeContainer(name) }))
-            undo.append(("pinned key", { _ = try PinnedHostKeys(path: pinnedPath, fs: fs).remove(alias: alias) }))
+            undo.append(("container \(name)", { try node.removeContainer(name) }))
+            undo.append(("pinned host key", { _ = try PinnedHostKeys(path: pinnedPath, fs: fs).remove(alias: alias) }))
 
             if !fs.isDirectory(stateDirectory) { try fs.createDirectory(stateDirectory, mode: 0o700) }
             if let options = request.options {
                 try fs.writeAtomically(options, to: optionsPath(name), mode: 0o600)
-                undo.append(("options", { try removeIfPresent(optionsPath(name)) }))
+                undo.append(("options file", { try removeIfPresent(optionsPath(name)) }))
             }
+            try checkpoint("container")
             let localPort = try tunnels.localPort(preferring: container.port)
             let log = logPath(name)
             var launched: LaunchedTunnel?
             if !request.foreground {
                 progress("tunnel")
-                undo.append(("log", { try removeIfPresent(log) }))
+                undo.append(("tunnel log", { try removeIfPresent(log) }))
                 let started = try tunnels.start(TunnelLaunch(name: name, targetPort: container.port, localPort: localPort, logFile: log))
                 launched = started
                 undo.append(("tunnel", { tunnels.stop(pid: started.pid) }))
+                try checkpoint("tunnel")
             }
 
             let record = SessionRecord(
@@ -203,20 +226,40 @@ public struct SessionManager {
                 image: container.image, user: container.user, identityFile: request.identityFile, logFile: log,
                 home: container.home, mounts: container.mounts.isEmpty ? nil : container.mounts)
             try store.insert(record)
-            undo.append(("record", { try store.remove(name) }))
+            undo.append(("session record", { try store.remove(name) }))
+            try checkpoint("record")
 
             progress("host block")
             try hostConfig.upsert(SessionHostBlock(name: name, port: localPort, user: container.user,
                                                    identityFile: request.identityFile, knownHostsFile: pinnedPath))
-            undo.append(("host block", { try hostConfig.remove(name: name) }))
+            undo.append(("Host block \(alias)", { try hostConfig.remove(name: name) }))
             let outcome = try include.ensureInclude()
+            try checkpoint("host block")
             return UpResult(record: record, includeOutcome: outcome, instruction: include.instruction(for: outcome))
         } catch {
-            for (_, step) in undo.reversed() { try? step() }
+            var undone: [String] = []
+            var failed: [String] = []
+            for (what, step) in undo.reversed() {
+                do {
+                    try step()
+                    undone.append(what)
+                } catch {
+                    failed.append("\(what) (\(condense("\(error)", limit: 120)))")
+                }
+            }
             // The Include line goes once no block is left (a no-op when the block was never written).
             _ = try? include.removeIncludeIfUnused()
+            if let signal = interruption?.signal ?? (error as? Interrupted)?.signal {
+                throw SessionManagerError.interrupted(signal: signal, undone: undone, failed: failed)
+            }
             throw error
         }
+    }
+
+    /// After a step of `up`: the test hook, then whether a signal arrived.
+    private func checkpoint(_ step: String) throws {
+        afterStep(step)
+        try interruption?.check()
     }
 
     public struct DownReport: Sendable, Equatable {
