@@ -21,10 +21,16 @@ let package = Package(
             pkgConfig: "libssh2",
             providers: [.apt(["libssh2-1-dev"])]
         ),
+        // Also layer 1: libssh2 1.10 runs AES-CTR one 16-byte block per OpenSSL call; this makes
+        // the keystream in batches for libssh2's contexts (see libssh2_batch.c).
+        .target(
+            name: "CLibSSH2Batch",
+            linkerSettings: [.linkedLibrary("crypto")]
+        ),
         // Layer 2: owns libssh2 lifetimes and errors; never prints.
         .target(
             name: "SSH",
-            dependencies: ["CLibSSH2"]
+            dependencies: ["CLibSSH2", "CLibSSH2Batch"]
         ),
         // Layer 3: keys, Dockerfile rendering, container specs, hosts files, side-effect protocols.
         .target(

@@ -39,6 +39,20 @@ public final class SessionTransport: @unchecked Sendable {
     /// read the transport first) and file the packets for any channel, where no fd says so: a
     /// loop that sees this counter move after a channel's read said EAGAIN must not sleep.
     public private(set) var received: UInt64 = 0
+    /// Bytes the RECV callback may still hand libssh2 before it says EAGAIN (`allowReads`).
+    public private(set) var readAllowance = Int.max
+    /// Whether the allowance ran out since `allowReads`: input may still be waiting, unseen.
+    public private(set) var allowanceSpent = false
+
+    /// Bounds what the next libssh2 call may take in. A channel read decrypts *everything*
+    /// waiting before it returns anything (it reads the transport until EAGAIN); with a bound
+    /// each call hands on a slice at once, so the next thread works on it while this one goes on
+    /// decrypting, instead of the two threads taking turns. Input held back stays in the socket
+    /// (level-triggered poll sees it) or in the inbox (the owner checks `allowanceSpent`).
+    public func allowReads(_ bytes: Int) {
+        readAllowance = bytes
+        allowanceSpent = false
+    }
 
     /// A transport over a connected TCP socket (made non-blocking here).
     public init(tcpSocket: Int32, outboxHighWater: Int = 512 << 10) {
@@ -119,6 +133,10 @@ public final class SessionTransport: @unchecked Sendable {
                                              UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int = { sock, buffer, length, flags, abstract in
         guard let abstract, let pointer = abstract.pointee, let buffer else { return -Int(EINVAL) }
         let transport = Unmanaged<SessionTransport>.fromOpaque(pointer).takeUnretainedValue()
+        if sock == transport.fd && transport.readAllowance <= 0 {
+            transport.allowanceSpent = true
+            return -Int(EAGAIN)
+        }
         if sock != transport.fd || transport.kind == .tcp {
             let n = Glibc.recv(sock, buffer, length, flags)
             if n < 0 {
@@ -127,12 +145,19 @@ public final class SessionTransport: @unchecked Sendable {
                 return -Int(e)
             }
             if n == 0 && sock == transport.fd { transport.socketError = -1 }
-            if n > 0 && sock == transport.fd { transport.received &+= UInt64(n) }
+            if n > 0 && sock == transport.fd {
+                transport.received &+= UInt64(n)
+                transport.readAllowance &-= n
+            }
             return n
         }
         let (n, resumed) = transport.inbox.take(into: buffer, max: length)
         if resumed { transport.carrierWake?.signal() }
-        if n > 0 { transport.received &+= UInt64(n); return n }
+        if n > 0 {
+            transport.received &+= UInt64(n)
+            transport.readAllowance &-= n
+            return n
+        }
         if transport.inbox.isClosedAndEmpty { return 0 }
         return -Int(EAGAIN)
     }

@@ -75,7 +75,11 @@ final class TunnelEngineTests: XCTestCase {
     }
 
     // (2) 100 MiB up and 100 MiB down at the same time, SHA-256 on both ends.
+    // Both sessions' AES-CTR contexts go through the batched keystream (CipherBatch), so the
+    // checksums also prove its bytes against OpenSSH's on a real transfer.
     func testHundredMiBBothDirections() throws {
+        XCTAssertTrue(CipherBatch.isEnabled, "libssh2's AES-CTR calls are not batched in this process")
+        let contextsBefore = CipherBatch.contexts
         let (tunnel, stop) = try startTunnel(configuration(), delegate: delegate())
         defer { stop() }
         let size = 100 << 20
@@ -99,6 +103,8 @@ final class TunnelEngineTests: XCTestCase {
         let upSeconds = seconds.time(0), downSeconds = seconds.time(1)
         print("tunnel: 100 MiB up \(String(format: "%.2f", upSeconds)) s, 100 MiB down \(String(format: "%.2f", downSeconds)) s (concurrent, debug build)")
         XCTAssertEqual(tunnel.stats.bytesUp >= UInt64(size), true)
+        // Login and node sessions: a context each way, each.
+        XCTAssertGreaterThanOrEqual(CipherBatch.contexts - contextsBefore, 4, "the tunnel's sessions did not use the batched keystream")
     }
 
     // (3) 64 concurrent connections, each checksummed (half upload, half download).

@@ -25,6 +25,9 @@ final class LoginPump: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
 
     static let readSize = 256 * 1024
+    /// What one carrier read may take from the socket (`SessionTransport.allowReads`): the node
+    /// thread starts on each slice while this one decrypts the next.
+    static let readSlice = 64 * 1024
 
     init(session: NonBlockingSSHSession, carrier: SSHChannel, node: SessionTransport, wake: WakeFD, nodeWake: WakeFD, isExec: Bool) {
         self.session = session
@@ -84,9 +87,14 @@ final class LoginPump: @unchecked Sendable {
             // Carrier → node inbox, while the node side keeps up.
             var drainedAt: UInt64?
             while !node.inbox.isAboveHighWater {
+                tcp.allowReads(Self.readSlice)
                 let n = carrier.read(into: buffer, count: Self.readSize)
                 if n > 0 { node.deliver(buffer, count: n); continue }
-                if n == Int(NonBlockingSSHSession.again) { drainedAt = tcp.received; break }
+                if n == Int(NonBlockingSSHSession.again) {
+                    if tcp.allowanceSpent { continue }
+                    drainedAt = tcp.received
+                    break
+                }
                 if n == 0 {
                     if carrier.isEOF { return carrierEnded() }
                     drainedAt = tcp.received

@@ -95,6 +95,9 @@ final class NodeForwarder {
     static let channelPacket: UInt32 = 32 << 10
     /// Client → channel reads: a multiple of what one channel_write sends (no small tail packets).
     static let upChunk = 2 * SSHChannel.maxWrite
+    /// What one channel read may take from the inbox (`SessionTransport.allowReads`): each read
+    /// hands its bytes to the client while the login thread decrypts on.
+    static let readSlice = 64 * 1024
     /// Channel → client reads.
     static let downChunk = 64 * 1024
 
@@ -266,9 +269,14 @@ final class NodeForwarder {
             if rounds == 4 { if c.down.isEmpty && !c.downEOF { moreBuffered = true }; break }
             rounds += 1
             if c.down.isEmpty && !c.downEOF {
+                transport.allowReads(Self.readSlice)
                 let n = channel.read(into: c.down.space(), count: Self.downChunk)
                 if n > 0 { c.down.filled(n) } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
-                    if channel.isEOF { c.downEOF = true } else {
+                    if channel.isEOF { c.downEOF = true } else if transport.allowanceSpent {
+                        // Input held back by the slice: this channel may have more behind it.
+                        interested = true
+                        moreBuffered = true
+                    } else {
                         interested = true
                         drainedAt = Swift.min(drainedAt, transport.received)
                     }

@@ -1,0 +1,274 @@
+/*
+ * AES-CTR in batches for libssh2 1.10.
+ *
+ * libssh2 1.10 encrypts and decrypts every packet one cipher block at a time: transport.c calls
+ * crypt() per 16 bytes, and openssl.c turns each into one EVP_Cipher call. A call costs far more
+ * than the 16 bytes it processes (a serial AES-NI round chain plus EVP dispatch): profiled on a
+ * tunnel download, about 40% of dbgbox's CPU went there (scripts/bench.sh; the issue-3 note).
+ *
+ * In CTR mode the keystream does not depend on the data. So for libssh2's own AES-CTR contexts we
+ * make the keystream 8 KiB at a time from a copy of the context (one EVP_Cipher call on zeros,
+ * where AES-NI pipelines) and XOR each 16-byte call with the next bytes of it. The bytes are
+ * exactly OpenSSL's (dbgbox_batch_selftest compares them), and a wrong byte could not pass
+ * unnoticed anyway: every packet's MAC covers its plaintext.
+ *
+ * How: this file defines EVP_Cipher and EVP_CIPHER_CTX_free. A symbol defined in the executable
+ * comes first in the dynamic linker's search, so libssh2's calls reach these; they act only when
+ * the caller's return address lies in libssh2's code, and hand everything else (and everything
+ * when DBGBOX_LIBSSH2_BATCH=0) to OpenSSL's functions, found with dlsym(RTLD_NEXT). The keystream
+ * hangs off the context's app_data, which libssh2's EVP path leaves unused, and is wiped and freed
+ * when libssh2 frees the context (every rekey makes new ones). A context is used by one thread at
+ * a time (one libssh2 session), so no lock is needed on the hot path.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+
+#include "libssh2_batch.h"
+
+#define KEYSTREAM_BYTES 8192
+#define KEYSTREAM_MAGIC 0x64626762786b7331ULL /* "dbgbxks1" */
+
+struct keystream {
+    uint64_t magic;
+    const EVP_CIPHER_CTX *owner;
+    EVP_CIPHER_CTX *generator; /* a copy of the owner, run ahead on zeros */
+    size_t position;
+    size_t length;
+    unsigned char bytes[KEYSTREAM_BYTES];
+};
+
+/* app_data of libssh2 contexts that are not AES-CTR: looked at once, then passed through. */
+static const uint64_t not_ctr_marker = 0;
+#define NOT_CTR ((void *)&not_ctr_marker)
+
+typedef int (*cipher_function)(EVP_CIPHER_CTX *, unsigned char *, const unsigned char *, unsigned int);
+typedef void (*free_function)(EVP_CIPHER_CTX *);
+
+static cipher_function openssl_cipher;
+static free_function openssl_free;
+static uintptr_t libssh2_text_start;
+static uintptr_t libssh2_text_end;
+static int enabled;
+static _Atomic uint64_t contexts;
+/* Bumped whenever a keystream is freed: a thread's one-entry cache below is trusted only while
+ * this has not moved (a freed context's address may come back for a new one). */
+static _Atomic uint64_t releases;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+
+/* The last context this thread batched and its keystream: libssh2 makes runs of calls on one
+ * context (a packet's blocks), so this skips the app_data lookup for nearly every call. */
+static __thread EVP_CIPHER_CTX *cached_ctx;
+static __thread struct keystream *cached_ks;
+static __thread uint64_t cached_releases;
+static const unsigned char zeros[KEYSTREAM_BYTES];
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    uintptr_t target = (uintptr_t)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        uintptr_t end = start + ph->p_memsz;
+        if (target >= start && target < end) {
+            libssh2_text_start = start;
+            libssh2_text_end = end;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void setup(void) {
+    openssl_cipher = (cipher_function)dlsym(RTLD_NEXT, "EVP_Cipher");
+    openssl_free = (free_function)dlsym(RTLD_NEXT, "EVP_CIPHER_CTX_free");
+    void *libssh2_function = dlsym(RTLD_DEFAULT, "libssh2_session_init_ex");
+    if (libssh2_function) dl_iterate_phdr(find_text, libssh2_function);
+    const char *setting = getenv("DBGBOX_LIBSSH2_BATCH");
+    int wanted = !(setting && strcmp(setting, "0") == 0);
+    enabled = wanted && openssl_cipher && openssl_free && libssh2_text_end > libssh2_text_start;
+}
+
+static inline int from_libssh2(const void *return_address) {
+    uintptr_t address = (uintptr_t)return_address;
+    return address >= libssh2_text_start && address < libssh2_text_end;
+}
+
+static void release(struct keystream *ks) {
+    atomic_fetch_add_explicit(&releases, 1, memory_order_release);
+    if (ks->generator) openssl_free(ks->generator);
+    OPENSSL_cleanse(ks, sizeof *ks);
+    free(ks);
+}
+
+/* The context's keystream, made on first use; NULL when the context is not AES-CTR (or a copy
+ * failed): then OpenSSL does the work as before. */
+static struct keystream *keystream_for(EVP_CIPHER_CTX *ctx) {
+    void *data = EVP_CIPHER_CTX_get_app_data(ctx);
+    if (data == NOT_CTR) return NULL;
+    if (data) {
+        struct keystream *ks = data;
+        return (ks->magic == KEYSTREAM_MAGIC && ks->owner == ctx) ? ks : NULL;
+    }
+    int nid = EVP_CIPHER_CTX_get_nid(ctx);
+    if (nid != NID_aes_128_ctr && nid != NID_aes_192_ctr && nid != NID_aes_256_ctr) {
+        EVP_CIPHER_CTX_set_app_data(ctx, NOT_CTR);
+        return NULL;
+    }
+    struct keystream *ks = calloc(1, sizeof *ks);
+    if (!ks) return NULL;
+    ks->generator = EVP_CIPHER_CTX_new();
+    if (!ks->generator || !EVP_CIPHER_CTX_copy(ks->generator, ctx)) {
+        release(ks);
+        EVP_CIPHER_CTX_set_app_data(ctx, NOT_CTR);
+        return NULL;
+    }
+    ks->magic = KEYSTREAM_MAGIC;
+    ks->owner = ctx;
+    EVP_CIPHER_CTX_set_app_data(ctx, ks);
+    atomic_fetch_add_explicit(&contexts, 1, memory_order_relaxed);
+    return ks;
+}
+
+/* out = in XOR the next `length` keystream bytes. Returns 0, or -1 if OpenSSL failed. */
+static int batch_crypt(struct keystream *ks, unsigned char *out, const unsigned char *in, size_t length) {
+    size_t done = 0;
+    while (done < length) {
+        if (ks->position == ks->length) {
+            int made = openssl_cipher(ks->generator, ks->bytes, zeros, KEYSTREAM_BYTES);
+            if (made == -1 || made == 0) return -1;
+            ks->position = 0;
+            ks->length = KEYSTREAM_BYTES;
+        }
+        size_t n = length - done;
+        if (n > ks->length - ks->position) n = ks->length - ks->position;
+        const unsigned char *k = ks->bytes + ks->position;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t a, b;
+            memcpy(&a, in + done + i, 8);
+            memcpy(&b, k + i, 8);
+            a ^= b;
+            memcpy(out + done + i, &a, 8);
+        }
+        for (; i < n; i++) out[done + i] = in[done + i] ^ k[i];
+        ks->position += n;
+        done += n;
+    }
+    return 0;
+}
+
+/* Set up before main (and so before any thread), so the hot path reads plain globals. */
+__attribute__((constructor)) static void setup_at_load(void) { pthread_once(&setup_once, setup); }
+
+int EVP_Cipher(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *in, unsigned int inl) {
+    if (__builtin_expect(!openssl_cipher, 0)) {
+        pthread_once(&setup_once, setup);
+        if (!openssl_cipher) return -1;
+    }
+    if (!enabled || !ctx || !out || !in || !from_libssh2(__builtin_return_address(0)))
+        return openssl_cipher(ctx, out, in, inl);
+    struct keystream *ks;
+    uint64_t now = atomic_load_explicit(&releases, memory_order_acquire);
+    if (ctx == cached_ctx && now == cached_releases) {
+        ks = cached_ks;
+    } else {
+        ks = keystream_for(ctx);
+        if (!ks) return openssl_cipher(ctx, out, in, inl);
+        cached_ctx = ctx;
+        cached_ks = ks;
+        cached_releases = now;
+    }
+    if (__builtin_expect(inl == 16 && ks->length - ks->position >= 16, 1)) {
+        const unsigned char *k = ks->bytes + ks->position;
+        uint64_t a, b, c, d;
+        memcpy(&a, in, 8); memcpy(&b, in + 8, 8);
+        memcpy(&c, k, 8); memcpy(&d, k + 8, 8);
+        a ^= c; b ^= d;
+        memcpy(out, &a, 8); memcpy(out + 8, &b, 8);
+        ks->position += 16;
+        return 16;
+    }
+    return batch_crypt(ks, out, in, inl) == 0 ? (int)inl : -1;
+}
+
+void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx) {
+    pthread_once(&setup_once, setup);
+    if (!openssl_free) return;
+    if (ctx && enabled && from_libssh2(__builtin_return_address(0))) {
+        void *data = EVP_CIPHER_CTX_get_app_data(ctx);
+        if (data == NOT_CTR) {
+            EVP_CIPHER_CTX_set_app_data(ctx, NULL);
+        } else if (data) {
+            struct keystream *ks = data;
+            if (ks->magic == KEYSTREAM_MAGIC && ks->owner == ctx) {
+                EVP_CIPHER_CTX_set_app_data(ctx, NULL);
+                release(ks);
+            }
+        }
+    }
+    openssl_free(ctx);
+}
+
+int dbgbox_batch_enabled(void) {
+    pthread_once(&setup_once, setup);
+    return enabled;
+}
+
+uint64_t dbgbox_batch_contexts(void) {
+    return atomic_load_explicit(&contexts, memory_order_relaxed);
+}
+
+int dbgbox_batch_selftest(size_t rounds) {
+    pthread_once(&setup_once, setup);
+    if (!openssl_cipher || !openssl_free) return 1;
+    const EVP_CIPHER *ciphers[] = { EVP_aes_128_ctr(), EVP_aes_192_ctr(), EVP_aes_256_ctr() };
+    unsigned char key[32], iv[16];
+    unsigned char *plain = malloc(65536), *expected = malloc(65536), *actual = malloc(65536);
+    if (!plain || !expected || !actual) { free(plain); free(expected); free(actual); return 2; }
+    uint32_t state = 0x9e3779b9u;
+    #define NEXT() (state ^= state << 13, state ^= state >> 17, state ^= state << 5, state)
+    int failure = 0;
+    for (size_t c = 0; c < 3 && !failure; c++) {
+        for (size_t i = 0; i < sizeof key; i++) key[i] = (unsigned char)NEXT();
+        for (size_t i = 0; i < sizeof iv; i++) iv[i] = (unsigned char)NEXT();
+        iv[15] = 0xf0; iv[14] = 0xff; /* the counter carries across bytes soon */
+        EVP_CIPHER_CTX *reference = EVP_CIPHER_CTX_new();
+        EVP_CIPHER_CTX *batched = EVP_CIPHER_CTX_new();
+        if (!reference || !batched
+            || !EVP_CipherInit(reference, ciphers[c], key, iv, 1)
+            || !EVP_CipherInit(batched, ciphers[c], key, iv, 1)) {
+            failure = 3;
+        }
+        struct keystream *ks = failure ? NULL : keystream_for(batched);
+        if (!failure && !ks) failure = 4;
+        for (size_t r = 0; r < rounds && !failure; r++) {
+            /* Mostly single blocks, as libssh2 calls; sometimes runs of blocks or a whole
+             * keystream and more (refills mid-call). */
+            size_t length = 16;
+            uint32_t pick = NEXT() % 16;
+            if (pick == 0) length = 16 * (1 + NEXT() % 2048);
+            else if (pick == 1) length = 1 + NEXT() % 40000;
+            for (size_t i = 0; i < length; i++) plain[i] = (unsigned char)NEXT();
+            int made = openssl_cipher(reference, expected, plain, (unsigned int)length);
+            if (made == -1 || made == 0) { failure = 5; break; }
+            if (batch_crypt(ks, actual, plain, length) != 0) { failure = 6; break; }
+            if (memcmp(expected, actual, length) != 0) { failure = 7; break; }
+        }
+        if (ks) { EVP_CIPHER_CTX_set_app_data(batched, NULL); release(ks); }
+        if (reference) openssl_free(reference);
+        if (batched) openssl_free(batched);
+    }
+    #undef NEXT
+    free(plain); free(expected); free(actual);
+    return failure;
+}

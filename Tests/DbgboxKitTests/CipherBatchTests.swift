@@ -1,0 +1,15 @@
+import XCTest
+import SSH
+
+/// The batched AES-CTR keystream for libssh2 (Sources/CLibSSH2Batch): byte for byte OpenSSL's.
+/// TunnelEngineTests.testHundredMiBBothDirections shows it in use on real sessions.
+final class CipherBatchTests: XCTestCase {
+    func testEnabledInThisProcess() {
+        XCTAssertTrue(CipherBatch.isEnabled, "libssh2's code was not found, or DBGBOX_LIBSSH2_BATCH=0 is set")
+    }
+
+    func testKeystreamMatchesOpenSSLForEveryKeySize() {
+        // 0: every byte equal; otherwise the number says which check failed (libssh2_batch.c).
+        XCTAssertEqual(CipherBatch.selfTest(rounds: 5_000), 0)
+    }
+}
