@@ -82,6 +82,7 @@ struct TunnelCommand: ParsableCommand {
         defer { signals.cancel() }
         try tunnel.start()
         console.startStatus()
+        MemoryTuning.releaseStartupPages()
         tunnel.run()
         console.finish()
     }

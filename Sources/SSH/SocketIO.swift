@@ -175,4 +175,45 @@ public enum MemoryTuning {
 
     /// Applies the settings (once; later calls do nothing).
     public static func apply() { _ = once }
+
+    /// Hands back the file pages that starting up touched and the running tunnel no longer needs.
+    ///
+    /// Startup (the Swift runtime's metadata scan, argument parsing, Foundation's first use) maps
+    /// some 20 MB of the binary and its libraries, which then stay counted in the process's RSS
+    /// for as long as the tunnel runs, though nothing reads them again. Once the tunnel is ready,
+    /// this unmaps them with `madvise(MADV_DONTNEED)`: only private read-only file mappings (code
+    /// and constants) that hold no page of their own (smaps `Anonymous: 0 kB`, so not the RELRO
+    /// data the loader relocated), whose every page is an unmodified copy of the file. What the
+    /// forwarding loop uses comes back at its first touch, from the page cache, identical.
+    /// (MADV_PAGEOUT would be the gentler call, but it skips files the caller may not write:
+    /// the installed binary and the system libraries.)
+    public static func releaseStartupPages() {
+        guard let smaps = fopen("/proc/self/smaps", "r") else { return }
+        defer { fclose(smaps) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        var candidate: (start: UInt, end: UInt)?
+        var ranges: [(start: UInt, end: UInt)] = []
+        while getline(&line, &capacity, smaps) > 0, let line {
+            let text = String(cString: line)
+            let fields = text.split(separator: " ", omittingEmptySubsequences: true)
+            if let first = fields.first, first.contains("-"), !first.hasSuffix(":") {
+                // A mapping's header: "start-end perms offset dev inode path".
+                candidate = nil
+                let bounds = first.split(separator: "-")
+                guard fields.count >= 6, fields[5].hasPrefix("/"), fields[1] == "r-xp" || fields[1] == "r--p",
+                      bounds.count == 2, let start = UInt(bounds[0], radix: 16),
+                      let end = UInt(bounds[1], radix: 16), end > start else { continue }
+                candidate = (start, end)
+            } else if fields.first == "Anonymous:", let range = candidate {
+                if fields.count >= 2, fields[1] == "0" { ranges.append(range) }
+                candidate = nil
+            }
+        }
+        for range in ranges {
+            guard let address = UnsafeMutableRawPointer(bitPattern: range.start) else { continue }
+            _ = madvise(address, Int(range.end - range.start), MADV_DONTNEED)
+        }
+    }
 }

@@ -78,10 +78,11 @@ final class LoginPump: @unchecked Sendable {
         var stagedPos = 0
         var stagedLen = 0
         var stopDeadline: Double?
+        var wakeReadable = true
         let tcp = session.transport
 
         while true {
-            wake.drain()
+            if wakeReadable { wake.drain() }
             if stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }
 
             // Carrier → node inbox, while the node side keeps up.
@@ -164,6 +165,7 @@ final class LoginPump: @unchecked Sendable {
             // The node session queued more (e.g. a window adjust) after the take above.
             if stagedPos == stagedLen && !node.outbox.isEmpty && !windowBlocked && !tcp.outbox.isAboveHighWater { timeout = 0 }
             let rc = poll(&fds, 2, timeout)
+            wakeReadable = rc < 0 || fds[1].revents != 0
             if rc < 0 && errno != EINTR { return "poll: \(String(cString: strerror(errno)))" }
             if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
                 var soError: Int32 = 0

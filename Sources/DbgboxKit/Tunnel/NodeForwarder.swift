@@ -11,57 +11,78 @@ final class ForwardedConnection {
     let fd: Int32
     let peer: String
     var channel: SSHChannel?
+    /// Our receive window for the channel, chosen when its open starts.
+    var window = NodeForwarder.channelWindow
     /// Client → channel bytes read but not yet written.
-    var up: ChunkBuffer
+    var up = ChunkBuffer()
     var upEOF = false
     var eofSent = false
     /// Channel → client bytes read but not yet sent.
-    var down: ChunkBuffer
+    var down = ChunkBuffer()
     var downEOF = false
     var shutWrite = false
     var bytesUp: UInt64 = 0
     var bytesDown: UInt64 = 0
     var error: String?
 
-    init(id: Int, fd: Int32, peer: String, upChunk: Int, downChunk: Int) {
+    init(id: Int, fd: Int32, peer: String) {
         self.id = id
         self.fd = fd
         self.peer = peer
-        up = ChunkBuffer(capacity: upChunk)
-        down = ChunkBuffer(capacity: downChunk)
     }
 
     var isDone: Bool { error != nil || (eofSent && downEOF && down.isEmpty) }
 }
 
-/// A fixed-size buffer, allocated on first use, holding one read that is being written out.
+/// Bytes of one read on their way out. A read goes into the forwarder's shared scratch buffer;
+/// only what the other side does not take at once is copied into storage of the connection's own
+/// (`settle`), exactly its size, freed when sent. So 64 connections cost memory in proportion to
+/// their backlog, not 64 read-sized buffers each way.
 struct ChunkBuffer {
-    let capacity: Int
-    private(set) var base: UnsafeMutableRawPointer?
+    private var owned: UnsafeMutableRawPointer?
+    private var current: UnsafeMutableRawPointer?
     var start = 0
     var end = 0
 
-    init(capacity: Int) { self.capacity = capacity }
-
     var isEmpty: Bool { start == end }
     var pending: Int { end - start }
-    var front: UnsafeMutableRawPointer { base! + start }
+    var front: UnsafeMutableRawPointer { current! + start }
 
-    /// The whole buffer for a new read (only when empty).
-    mutating func space() -> UnsafeMutableRawPointer {
-        if base == nil { base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16) }
+    /// The shared scratch buffer, for a new read (only when empty).
+    mutating func space(_ scratch: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        current = scratch
         start = 0
         end = 0
-        return base!
+        return scratch
     }
 
     mutating func filled(_ n: Int) { end = n }
+
     mutating func consumed(_ n: Int) {
         start += n
-        if start == end { start = 0; end = 0 }
+        if start == end { clear() }
     }
 
-    func release() { base?.deallocate() }
+    /// Copies what is still pending out of the shared scratch (before anyone reads into it again).
+    mutating func settle() {
+        guard !isEmpty, current != owned else { return }
+        let count = pending
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
+        storage.copyMemory(from: current! + start, byteCount: count)
+        owned = storage
+        current = storage
+        start = 0
+        end = count
+    }
+
+    /// Drops what is pending and frees the connection's own storage.
+    mutating func clear() {
+        owned?.deallocate()
+        owned = nil
+        current = nil
+        start = 0
+        end = 0
+    }
 }
 
 /// Thread 2, the node hop: owns the node session (over the carrier), the accepted client sockets
@@ -87,11 +108,27 @@ final class NodeForwarder {
     private var opening: ForwardedConnection?
     /// Channels whose free said EAGAIN (waiting for the node's CLOSE).
     private var closing: [SSHChannel] = []
+    /// Every connection's reads land here first (see `ChunkBuffer`).
+    private let upScratch = UnsafeMutableRawPointer.allocate(byteCount: NodeForwarder.upChunk, alignment: 16)
+    private let downScratch = UnsafeMutableRawPointer.allocate(byteCount: NodeForwarder.downChunk, alignment: 16)
 
-    /// Our receive window for each direct-tcpip channel, and the packet size. libssh2 buffers
-    /// (decrypted) up to about a window per channel that the client has not taken yet, so this
-    /// is the per-connection memory bound; 1 MiB keeps one stream at full speed on this path.
-    static let channelWindow: UInt32 = 1 << 20
+    /// Our receive window for each direct-tcpip channel, chosen at open. libssh2 keeps up to a
+    /// window of decrypted data per channel that the client has not taken yet, so the windows are
+    /// the tunnel's memory bound.
+    ///
+    /// The first connections get 4 MiB: *more* than the carrier's window (`Tunnel.carrierWindow`),
+    /// so that the login host's reading, not the node sshd's writing, paces a download. The node
+    /// sshd then always has data queued on its TCP connection to the login host and TCP's own flow
+    /// control smooths it. The other way round (a window smaller than the carrier's) the node sshd
+    /// writes in bursts as each window adjust arrives, its connection idles in between, and with
+    /// BBR (this machine's congestion control) that connection's pacing rate collapsed: measured
+    /// on the testbed, 1 MiB / 4 MiB gave 70-85 MiB/s, 4 MiB / 2 MiB 204-216 MiB/s
+    /// (scripts/bench.sh; with cubic both were fast). Once `manyChannels` are open each new one
+    /// gets 256 KiB: 64 streams share the path, each needs little, and together they stay within
+    /// a few MiB (RSS with 64 streams: scripts/bench.sh).
+    static let channelWindow: UInt32 = 4 << 20
+    static let manyChannelsWindow: UInt32 = 256 << 10
+    static let manyChannels = 2
     static let channelPacket: UInt32 = 32 << 10
     /// Client → channel reads: a multiple of what one channel_write sends (no small tail packets).
     static let upChunk = 2 * SSHChannel.maxWrite
@@ -115,13 +152,28 @@ final class NodeForwarder {
         self.nextID = nextID
     }
 
+    deinit {
+        upScratch.deallocate()
+        downScratch.deallocate()
+    }
+
     private var transport: SessionTransport { session.transport }
+
+    /// Which of the control fd, the inbox eventfd and the listener the last poll found readable.
+    private struct Ready {
+        var control = true
+        var inbox = true
+        var listener = true
+    }
+    private var ready = Ready()
 
     func run() -> End {
         var newConnections = 0
         while true {
-            control.drain()
-            transport.inboxWake?.drain()
+            // Only what the last poll said is readable (a read or accept that finds nothing is a
+            // wasted system call on every pass; the first pass looks at everything).
+            if ready.control { control.drain() }
+            if ready.inbox { transport.inboxWake?.drain() }
             if shouldStop() { shutdown(); return .stopped }
             if pump.finished {
                 closeAll(reason: "login hop down")
@@ -129,8 +181,8 @@ final class NodeForwarder {
             }
 
             // Accept everything pending.
-            while let (fd, peer) = SocketIO.accept(listener) {
-                let c = ForwardedConnection(id: nextID(), fd: fd, peer: peer, upChunk: Self.upChunk, downChunk: Self.downChunk)
+            while ready.listener, let (fd, peer) = SocketIO.accept(listener) {
+                let c = ForwardedConnection(id: nextID(), fd: fd, peer: peer)
                 connections.append(c)
                 newConnections += 1
             }
@@ -140,9 +192,14 @@ final class NodeForwarder {
 
             // Open channels one at a time.
             while sessionFailure == nil {
-                if opening == nil { opening = connections.first { $0.channel == nil && $0.error == nil } }
+                if opening == nil, let next = connections.first(where: { $0.channel == nil && $0.error == nil }) {
+                    // Chosen once: a retried open must repeat the same call.
+                    let open = connections.reduce(0) { $0 + ($1.channel != nil ? 1 : 0) }
+                    next.window = open >= Self.manyChannels ? Self.manyChannelsWindow : Self.channelWindow
+                    opening = next
+                }
                 guard let c = opening else { break }
-                switch session.tryOpenChannel(type: DirectTCPIP.channelType, window: Self.channelWindow,
+                switch session.tryOpenChannel(type: DirectTCPIP.channelType, window: c.window,
                                               packetSize: Self.channelPacket, message: openMessage) {
                 case .opened(let channel):
                     c.channel = channel
@@ -220,7 +277,9 @@ final class NodeForwarder {
             // readable. Go round again at once instead of sleeping on it.
             if transport.received != drainedAt && drainedAt != .max { moreBuffered = true }
             if (interested && !transport.inbox.isEmpty) || moreBuffered { timeout = 0 }
-            if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR {
+            let polled = poll(&fds, nfds_t(fds.count), timeout)
+            ready = polled < 0 ? Ready() : Ready(control: fds[0].revents != 0, inbox: fds[1].revents != 0, listener: fds[2].revents != 0)
+            if polled < 0 && errno != EINTR {
                 closeAll(reason: "poll failed")
                 return .failed(.node, "poll: \(String(cString: strerror(errno)))")
             }
@@ -235,12 +294,16 @@ final class NodeForwarder {
 
     private func pumpConnection(_ c: ForwardedConnection, interested: inout Bool, up: inout UInt64, down: inout UInt64) -> String? {
         guard let channel = c.channel else { return nil }
+        defer {
+            c.up.settle()
+            c.down.settle()
+        }
         // Client → channel.
         var rounds = 0
         while rounds < 4 && !transport.outbox.isAboveHighWater {
             rounds += 1
             if c.up.isEmpty && !c.upEOF {
-                let n = Glibc.recv(c.fd, c.up.space(), Self.upChunk, 0)
+                let n = Glibc.recv(c.fd, c.up.space(upScratch), Self.upChunk, 0)
                 if n > 0 { c.up.filled(n) } else if n == 0 { c.upEOF = true } else {
                     let e = errno
                     if e != EAGAIN && e != EWOULDBLOCK && e != EINTR { c.upEOF = true; c.error = String(cString: strerror(e)); return nil }
@@ -270,7 +333,7 @@ final class NodeForwarder {
             rounds += 1
             if c.down.isEmpty && !c.downEOF {
                 transport.allowReads(Self.readSlice)
-                let n = channel.read(into: c.down.space(), count: Self.downChunk)
+                let n = channel.read(into: c.down.space(downScratch), count: Self.downChunk)
                 if n > 0 { c.down.filled(n) } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
                     if channel.isEOF { c.downEOF = true } else if transport.allowanceSpent {
                         // Input held back by the slice: this channel may have more behind it.
@@ -337,8 +400,8 @@ final class NodeForwarder {
         }
         if opening === c { opening = nil }
         Glibc.close(c.fd)
-        c.up.release()
-        c.down.release()
+        c.up.clear()
+        c.down.clear()
     }
 
     /// Closes every client socket (the hop is gone: channels die with the session).
@@ -348,8 +411,8 @@ final class NodeForwarder {
             c.channel = nil
             report(.connectionClosed(id: c.id, bytesUp: c.bytesUp, bytesDown: c.bytesDown, error: c.error ?? reason))
             Glibc.close(c.fd)
-            c.up.release()
-            c.down.release()
+            c.up.clear()
+            c.down.clear()
         }
         connections.removeAll()
         closing.removeAll()

@@ -34,9 +34,10 @@ public final class Tunnel: @unchecked Sendable {
     /// The port the listener is bound to (useful with `localPort: 0`); 0 before `start()`.
     public private(set) var localPort: Int = 0
 
-    /// Our receive window on the carrier channel and its packet size.
-    /// 4 MiB: what the login host may send ahead (libssh2 holds it decrypted until read).
-    static let carrierWindow: UInt32 = 4 << 20
+    /// Our receive window on the carrier channel and its packet size. 2 MiB: what the login host
+    /// may send ahead (libssh2 holds it decrypted until read). Kept below the first channels'
+    /// window on purpose: see `NodeForwarder.channelWindow`.
+    static let carrierWindow: UInt32 = 2 << 20
     static let carrierPacket: UInt32 = 32 << 10
 
     public init(configuration: TunnelConfiguration, delegate: TunnelDelegate) {
@@ -249,7 +250,7 @@ public final class Tunnel: @unchecked Sendable {
 
         // The node hop, inside the carrier; the pump thread moves its bytes from now on.
         let pumpWake = try WakeFD()
-        let nodeTransport = try SessionTransport(carrierWake: pumpWake)
+        let nodeTransport = try SessionTransport(carrierWake: pumpWake, highWater: 512 << 10)
         let thePump = LoginPump(session: loginSession, carrier: carrier, node: nodeTransport, wake: pumpWake,
                                 nodeWake: control, isExec: isExec)
         pump = thePump

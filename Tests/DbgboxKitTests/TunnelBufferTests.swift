@@ -1,0 +1,70 @@
+import Foundation
+import XCTest
+@testable import DbgboxKit
+import SSH
+
+/// The forwarder's per-connection buffers and the tunnel process's memory hand-back.
+final class TunnelBufferTests: XCTestCase {
+    func testChunkBufferKeepsOnlyWhatWasNotSentAndFreesItWhenSent() {
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
+        defer { scratch.deallocate() }
+        var buffer = ChunkBuffer()
+        XCTAssertTrue(buffer.isEmpty)
+
+        // A read of 10 bytes into the scratch; 4 go out at once.
+        let space = buffer.space(scratch)
+        XCTAssertEqual(space, scratch)
+        for i in 0..<10 { space.storeBytes(of: UInt8(i), toByteOffset: i, as: UInt8.self) }
+        buffer.filled(10)
+        buffer.consumed(4)
+        XCTAssertEqual(buffer.front, scratch + 4, "before settling, the bytes are still the scratch's")
+
+        // Settled: the 6 left move to storage of their own; the scratch may be reused.
+        buffer.settle()
+        XCTAssertNotEqual(buffer.front, scratch + 4)
+        XCTAssertEqual(buffer.pending, 6)
+        memset(scratch, 0xff, 64)
+        XCTAssertEqual((0..<6).map { buffer.front.load(fromByteOffset: $0, as: UInt8.self) }, [4, 5, 6, 7, 8, 9])
+
+        // Settling again copies nothing; sending the rest empties (and frees) it.
+        let front = buffer.front
+        buffer.settle()
+        XCTAssertEqual(buffer.front, front)
+        buffer.consumed(2)
+        buffer.consumed(4)
+        XCTAssertTrue(buffer.isEmpty)
+        buffer.settle()
+        XCTAssertTrue(buffer.isEmpty)
+    }
+
+    func testChunkBufferSentWholeNeedsNoStorage() {
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 16)
+        defer { scratch.deallocate() }
+        var buffer = ChunkBuffer()
+        _ = buffer.space(scratch)
+        buffer.filled(8)
+        buffer.consumed(8)
+        buffer.settle()
+        XCTAssertTrue(buffer.isEmpty)
+        buffer.clear()
+    }
+
+    /// Unmapping the read-only file pages startup touched lowers this process's file RSS, and
+    /// everything still runs (they come back from the page cache when touched).
+    func testReleaseStartupPagesLowersFileRSSAndCodeStillRuns() throws {
+        func rssFile() throws -> Int {
+            let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+            let line = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("RssFile:") })
+            return try XCTUnwrap(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
+        }
+        let before = try rssFile()
+        MemoryTuning.releaseStartupPages()
+        let after = try rssFile()
+        XCTAssertLessThan(after, before, "RssFile \(before) kB before, \(after) kB after")
+        // Code and constants fault back in: Foundation, the stdlib and libssh2's wrapper all work.
+        let text = (0..<1000).map { String($0) }.joined(separator: ",")
+        XCTAssertEqual(text.split(separator: ",").count, 1000)
+        XCTAssertEqual(DirectTCPIP.openMessage(host: "h", port: 1, originatorHost: "o", originatorPort: 2).count, 18)
+        XCTAssertEqual(CipherBatch.selfTest(rounds: 100), 0)
+    }
+}
