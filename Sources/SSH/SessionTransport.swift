@@ -52,7 +52,12 @@ public final class SessionTransport: @unchecked Sendable {
     public func allowReads(_ bytes: Int) {
         readAllowance = bytes
         allowanceSpent = false
+        sawWouldBlock = false
     }
+
+    /// `.tcp`: whether a recv said EAGAIN since `allowReads`: the socket was empty then, so a
+    /// read that follows need not ask it again before the next poll.
+    public private(set) var sawWouldBlock = false
 
     /// A transport over a connected TCP socket (made non-blocking here).
     public init(tcpSocket: Int32, outboxHighWater: Int = 512 << 10) {
@@ -141,7 +146,9 @@ public final class SessionTransport: @unchecked Sendable {
             let n = Glibc.recv(sock, buffer, length, flags)
             if n < 0 {
                 let e = errno
-                if sock == transport.fd && e != EAGAIN && e != EWOULDBLOCK && e != EINTR { transport.socketError = e }
+                if sock == transport.fd {
+                    if e == EAGAIN || e == EWOULDBLOCK { transport.sawWouldBlock = true } else if e != EINTR { transport.socketError = e }
+                }
                 return -Int(e)
             }
             if n == 0 && sock == transport.fd { transport.socketError = -1 }

@@ -79,6 +79,7 @@ final class LoginPump: @unchecked Sendable {
         var stagedLen = 0
         var stopDeadline: Double?
         var wakeReadable = true
+        var socketReadable = true
         let tcp = session.transport
 
         while true {
@@ -86,13 +87,18 @@ final class LoginPump: @unchecked Sendable {
             if stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }
 
             // Carrier → node inbox, while the node side keeps up.
+            // When the last poll did not find the socket readable, only what libssh2 already
+            // holds is read (allowance 0: no recv that would say EAGAIN).
             var drainedAt: UInt64?
+            var socketDrained = !socketReadable
             while !node.inbox.isAboveHighWater {
-                tcp.allowReads(Self.readSlice)
+                tcp.allowReads(socketDrained ? 0 : Self.readSlice)
                 let n = carrier.read(into: buffer, count: Self.readSize)
+                if tcp.sawWouldBlock { socketDrained = true }
                 if n > 0 { node.deliver(buffer, count: n); continue }
                 if n == Int(NonBlockingSSHSession.again) {
-                    if tcp.allowanceSpent { continue }
+                    if !socketDrained && tcp.allowanceSpent { continue }
+                    socketDrained = true
                     drainedAt = tcp.received
                     break
                 }
@@ -103,6 +109,8 @@ final class LoginPump: @unchecked Sendable {
                 }
                 return failureText(Int32(n), "reading the channel to the node")
             }
+            // The socket said EAGAIN just now: the writes below need not ask it again.
+            tcp.allowReads(socketDrained ? 0 : Self.readSlice)
             if isExec {
                 // Drain ssh -W's stderr: it shares the window, and it explains failures.
                 while true {
@@ -166,6 +174,7 @@ final class LoginPump: @unchecked Sendable {
             if stagedPos == stagedLen && !node.outbox.isEmpty && !windowBlocked && !tcp.outbox.isAboveHighWater { timeout = 0 }
             let rc = poll(&fds, 2, timeout)
             wakeReadable = rc < 0 || fds[1].revents != 0
+            socketReadable = rc < 0 || fds[0].events & Int16(POLLIN) == 0 || fds[0].revents != 0
             if rc < 0 && errno != EINTR { return "poll: \(String(cString: strerror(errno)))" }
             if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
                 var soError: Int32 = 0

@@ -21,6 +21,9 @@ final class ForwardedConnection {
     var down = ChunkBuffer()
     var downEOF = false
     var shutWrite = false
+    /// Whether the last poll found the client readable (or was not asked): a recv otherwise
+    /// would only say EAGAIN.
+    var clientReadable = true
     var bytesUp: UInt64 = 0
     var bytesDown: UInt64 = 0
     var error: String?
@@ -279,6 +282,12 @@ final class NodeForwarder {
             if (interested && !transport.inbox.isEmpty) || moreBuffered { timeout = 0 }
             let polled = poll(&fds, nfds_t(fds.count), timeout)
             ready = polled < 0 ? Ready() : Ready(control: fds[0].revents != 0, inbox: fds[1].revents != 0, listener: fds[2].revents != 0)
+            var index = 3
+            for c in connections where c.channel != nil {
+                let asked = fds[index].events & Int16(POLLIN) != 0
+                c.clientReadable = polled < 0 || !asked || fds[index].revents != 0
+                index += 1
+            }
             if polled < 0 && errno != EINTR {
                 closeAll(reason: "poll failed")
                 return .failed(.node, "poll: \(String(cString: strerror(errno)))")
@@ -302,8 +311,10 @@ final class NodeForwarder {
         var rounds = 0
         while rounds < 4 && !transport.outbox.isAboveHighWater {
             rounds += 1
-            if c.up.isEmpty && !c.upEOF {
+            if c.up.isEmpty && !c.upEOF && c.clientReadable {
                 let n = Glibc.recv(c.fd, c.up.space(upScratch), Self.upChunk, 0)
+                // A short read took all there was.
+                if n < Self.upChunk { c.clientReadable = false }
                 if n > 0 { c.up.filled(n) } else if n == 0 { c.upEOF = true } else {
                     let e = errno
                     if e != EAGAIN && e != EWOULDBLOCK && e != EINTR { c.upEOF = true; c.error = String(cString: strerror(e)); return nil }
