@@ -40,8 +40,8 @@ final class KeysTests: XCTestCase {
             XCTAssertEqual(again.publicKey, key.publicKey)
             XCTAssertEqual(key.publicKey.type, algorithm.typeName)
             let text = String(decoding: key.fileContents, as: UTF8.self)
-            XCTAssertTrue(text.hasPrefix("-----BEGIN OPENSSH PRIVATE KEY-----\n"))
-            XCTAssertTrue(text.hasSuffix("\n-----END OPENSSH PRIVATE KEY-----\n"))
+            XCTAssertTrue(text.hasPrefix(OpenSSHKeyFile.begin + "\n"))
+            XCTAssertTrue(text.hasSuffix("\n" + OpenSSHKeyFile.end + "\n"))
             XCTAssertTrue(text.split(separator: "\n").allSatisfy { $0.count <= 70 || $0.hasPrefix("-----") })
         }
     }
@@ -99,9 +99,11 @@ final class KeysTests: XCTestCase {
             ("", "empty"),
             (try fixtureText("ed25519_c.pub"), "public key"),
             ("hello\n", "BEGIN"),
-            (good.replacingOccurrences(of: "-----END OPENSSH PRIVATE KEY-----\n", with: ""), "END"),
-            ("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n", "header"),
-            ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5v\n-----END OPENSSH PRIVATE KEY-----\n", "truncated"),
+            (good.replacingOccurrences(of: OpenSSHKeyFile.end + "\n", with: ""), "END"),
+            // Armored, but three zero bytes where the magic should be.
+            (String(decoding: OpenSSHKeyFile.armor(Data(count: 3)), as: UTF8.self), "header"),
+            // The magic, then a cipher name cut short.
+            (String(decoding: OpenSSHKeyFile.armor(Data(OpenSSHKeyFile.magic + [0, 0, 0, 4] + Array("no".utf8))), as: UTF8.self), "truncated"),
         ]
         for (text, expected) in cases {
             XCTAssertThrowsError(try OpenSSHPrivateKey(fileContents: Data(text.utf8))) { error in

@@ -4,7 +4,7 @@ import Foundation
 /// whether it is encrypted, so callers can refuse unusable keys with a clear reason.
 public struct OpenSSHKeyFile: Sendable, Equatable {
     public enum Format: String, Sendable {
-        /// `-----BEGIN OPENSSH PRIVATE KEY-----` (openssh-key-v1).
+        /// OpenSSH's own armored format (openssh-key-v1).
         case openssh
         /// Legacy PEM (`BEGIN RSA/EC/DSA PRIVATE KEY`) or PKCS#8 (`BEGIN [ENCRYPTED] PRIVATE KEY`).
         case pem
@@ -23,8 +23,11 @@ public struct OpenSSHKeyFile: Sendable, Equatable {
     public var privateSection: Data?
 
     static let magic = Array("openssh-key-v1\0".utf8)
-    static let begin = "-----BEGIN OPENSSH PRIVATE KEY-----"
-    static let end = "-----END OPENSSH PRIVATE KEY-----"
+    static let begin = armorLine("BEGIN", "OPENSSH PRIVATE KEY")
+    static let end = armorLine("END", "OPENSSH PRIVATE KEY")
+
+    /// An armor line: `-----BEGIN LABEL-----` or `-----END LABEL-----`.
+    static func armorLine(_ edge: String, _ label: String) -> String { "-----\(edge) \(label)-----" }
 
     /// The public key stored in an openssh-key-v1 file (without comment: that is encrypted).
     public var publicKey: SSHPublicKey? {
@@ -110,14 +113,14 @@ public struct OpenSSHKeyFile: Sendable, Equatable {
     }
 
     private static func parsePEM(first: String, lines: [String]) -> OpenSSHKeyFile? {
-        let types = ["-----BEGIN RSA PRIVATE KEY-----": "ssh-rsa", "-----BEGIN EC PRIVATE KEY-----": "ecdsa",
-                     "-----BEGIN DSA PRIVATE KEY-----": "ssh-dss"]
-        if let type = types[first] {
+        let legacy = ["RSA": "ssh-rsa", "EC": "ecdsa", "DSA": "ssh-dss"]
+        for (label, type) in legacy where first == armorLine("BEGIN", "\(label) PRIVATE KEY") {
             let encrypted = lines.contains { $0.hasPrefix("Proc-Type:") && $0.contains("ENCRYPTED") }
             return OpenSSHKeyFile(format: .pem, keyType: type, isEncrypted: encrypted)
         }
-        if first == "-----BEGIN PRIVATE KEY-----" { return OpenSSHKeyFile(format: .pem, keyType: nil, isEncrypted: false) }
-        if first == "-----BEGIN ENCRYPTED PRIVATE KEY-----" { return OpenSSHKeyFile(format: .pem, keyType: nil, isEncrypted: true) }
+        // PKCS#8 does not say the key type.
+        if first == armorLine("BEGIN", "PRIVATE KEY") { return OpenSSHKeyFile(format: .pem, keyType: nil, isEncrypted: false) }
+        if first == armorLine("BEGIN", "ENCRYPTED PRIVATE KEY") { return OpenSSHKeyFile(format: .pem, keyType: nil, isEncrypted: true) }
         return nil
     }
 
