@@ -53,7 +53,12 @@ public final class ByteQueue: @unchecked Sendable {
     /// consumer that drains to empty may be asleep and must be woken.
     @discardableResult
     public func append(_ bytes: UnsafeRawPointer, count length: Int) -> Bool {
-        guard length > 0 else { return false }
+        appendCounting(bytes, count: length).wasEmpty
+    }
+
+    /// `append`, also returning how many bytes are queued after it.
+    public func appendCounting(_ bytes: UnsafeRawPointer, count length: Int) -> (wasEmpty: Bool, queued: Int) {
+        guard length > 0 else { return (false, count) }
         return locked {
             let wasEmpty = tail == head
             let used = tail - head
@@ -77,7 +82,7 @@ public final class ByteQueue: @unchecked Sendable {
             }
             (storage + tail).copyMemory(from: bytes, byteCount: length)
             tail += length
-            return wasEmpty
+            return (wasEmpty, tail - head)
         }
     }
 

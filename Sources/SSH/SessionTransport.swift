@@ -85,10 +85,36 @@ public final class SessionTransport: @unchecked Sendable {
 
     // MARK: carrier side (called by the thread that owns the carrier channel)
 
-    /// Puts bytes read from the carrier into the inbox, waking the session's thread if needed.
+    /// Puts bytes read from the carrier into the inbox, waking the session's thread if needed
+    /// (or noting the wake as owed, see `holdInboxWake`).
     public func deliver(_ bytes: UnsafeRawPointer, count: Int) {
-        if inbox.append(bytes, count: count) { inboxWake?.signal() }
+        let (wasEmpty, queued) = inbox.appendCounting(bytes, count: count)
+        if holdInboxWake {
+            if wasEmpty { inboxWakeOwed = true }
+            if inboxWakeOwed && queued >= Self.handOverLimit {
+                inboxWakeOwed = false
+                inboxWake?.signal()
+            }
+        } else if wasEmpty {
+            inboxWake?.signal()
+        }
     }
+
+    // MARK: hand-over (a hop's thread may do the other hop's work while that thread sleeps)
+
+    /// Below this many queued bytes, a wake for the other thread may be held back while the
+    /// holder means to do that work itself; at or above it the other thread is woken at once,
+    /// so bulk transfers keep both threads (both cores) busy.
+    public static let handOverLimit = 16 * 1024
+
+    /// Set by the thread holding the session (`.carrier`): the wake that `outbox` becoming
+    /// non-empty would give the carrier's thread is recorded in `carrierWakeOwed` instead, while
+    /// the outbox stays below `handOverLimit`.
+    public var holdCarrierWake = false
+    public var carrierWakeOwed = false
+    /// Set by the thread holding the carrier: the same for `deliver` and the inbox's wake.
+    public var holdInboxWake = false
+    public var inboxWakeOwed = false
 
     /// The carrier is gone: the session reads what is left, then sees the peer close.
     public func carrierClosed() {
@@ -129,8 +155,16 @@ public final class SessionTransport: @unchecked Sendable {
             let n = Glibc.send(sock, buffer, length, flags | Int32(MSG_NOSIGNAL))
             return n < 0 ? -Int(errno) : n
         }
-        let wasEmpty = transport.outbox.append(buffer, count: length)
-        if wasEmpty { transport.carrierWake?.signal() }
+        let (wasEmpty, queued) = transport.outbox.appendCounting(buffer, count: length)
+        if transport.holdCarrierWake {
+            if wasEmpty { transport.carrierWakeOwed = true }
+            if transport.carrierWakeOwed && queued >= handOverLimit {
+                transport.carrierWakeOwed = false
+                transport.carrierWake?.signal()
+            }
+        } else if wasEmpty {
+            transport.carrierWake?.signal()
+        }
         return length
     }
 

@@ -74,6 +74,35 @@ final class TunnelEngineTests: XCTestCase {
         XCTAssertTrue(stats.loginUp && stats.nodeUp)
     }
 
+    // (1b) Small messages: the thread that receives one does the other hop's pass itself while
+    // that hop's thread sleeps (one wake-up per direction, not two). 200 round trips of 64 bytes
+    // make about 400 such passes (one each way); a pass the other thread was busy with is not
+    // counted, so the test asks for half.
+    func testSmallMessagesAreHandedOverBetweenHops() throws {
+        let (tunnel, stop) = try startTunnel(configuration(), delegate: delegate())
+        defer { stop() }
+        let fd = try Self.connect(port: tunnel.localPort)
+        defer { close(fd) }
+        try Self.sendAll(fd, [UInt8(ascii: "E")])
+        let before = tunnel.stats.handOvers
+        var message = [UInt8](repeating: 0, count: 64)
+        for round in 0..<200 {
+            for i in message.indices { message[i] = UInt8(truncatingIfNeeded: round &+ i) }
+            try Self.sendAll(fd, message)
+            var back = [UInt8](repeating: 0, count: 64)
+            var got = 0
+            while got < 64 {
+                let n = back.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, 64 - got, 0) }
+                guard n > 0 else { throw DbgboxError("echo \(round): recv returned \(n) (\(String(cString: strerror(errno))))") }
+                got += n
+            }
+            XCTAssertEqual(back, message, "echo \(round)")
+        }
+        let handOvers = tunnel.stats.handOvers - before
+        XCTAssertGreaterThanOrEqual(handOvers, 200, "passes done by the other hop's thread over 200 round trips")
+        print("hand-overs: \(handOvers) passes over 200 round trips")
+    }
+
     // (2) 100 MiB up and 100 MiB down at the same time, SHA-256 on both ends.
     // Both sessions' AES-CTR contexts go through the batched keystream (CipherBatch), so the
     // checksums also prove its bytes against OpenSSH's on a real transfer.

@@ -70,112 +70,96 @@ final class LoginPump: @unchecked Sendable {
         done.signal()
     }
 
+    // MARK: the loop and its passes
+
+    /// Held by whoever works on the login hop (see `HopLock`).
+    let hopLock = HopLock()
+    /// The node hop, once forwarding runs: its passes may be done here (set under `hopLock`).
+    weak var forwarder: NodeForwarder?
+    /// Counts the passes either thread does for the other.
+    var handOvers: HandOverCounter?
+
+    private let buffer = UnsafeMutableRawPointer.allocate(byteCount: LoginPump.readSize, alignment: 16)
+    private let staged = UnsafeMutableRawPointer.allocate(byteCount: LoginPump.readSize, alignment: 16)
+    private var stagedPos = 0
+    private var stagedLen = 0
+    private var stopDeadline: Double?
+    /// What the last poll found readable (a foreign pass assumes neither).
+    private var wakeReadable = true
+    private var socketReadable = true
+    /// Outputs of a pass, for its poll plan.
+    private var drainedAt: UInt64?
+    private var windowBlocked = false
+    private var nextKeepalive = -1
+    /// The plan this hop's thread sleeps on (valid while it polls); a foreign pass that changes
+    /// it wakes the thread.
+    private var parkedPlan: Plan?
+    /// A failure a foreign pass ran into: the thread returns it.
+    private var pendingFailure: String?
+    /// Set when the loop has ended (no foreign pass after that).
+    private var ended = false
+
+    deinit {
+        buffer.deallocate()
+        staged.deallocate()
+    }
+
+    /// What the thread polls for: the TCP socket's events, and whether to come back at once.
+    private struct Plan: Equatable {
+        var socketEvents: Int16
+        var immediate: Bool
+    }
+
     /// The pump loop; returns the failure reason, or nil after a requested stop.
     private func loop() -> String? {
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.readSize, alignment: 16)
-        let staged = UnsafeMutableRawPointer.allocate(byteCount: Self.readSize, alignment: 16)
-        defer { buffer.deallocate(); staged.deallocate() }
-        var stagedPos = 0
-        var stagedLen = 0
-        var stopDeadline: Double?
-        var wakeReadable = true
-        var socketReadable = true
         let tcp = session.transport
-
+        hopLock.lock()
+        defer {
+            ended = true
+            node.holdInboxWake = false
+            if node.inboxWakeOwed { node.inboxWakeOwed = false; node.inboxWake?.signal() }
+            hopLock.unlock()
+        }
         while true {
-            if wakeReadable { wake.drain() }
-            if stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }
-
-            // Carrier → node inbox, while the node side keeps up.
-            // When the last poll did not find the socket readable, only what libssh2 already
-            // holds is read (allowance 0: no recv that would say EAGAIN).
-            var drainedAt: UInt64?
-            var socketDrained = !socketReadable
-            while !node.inbox.isAboveHighWater {
-                tcp.allowReads(socketDrained ? 0 : Self.readSlice)
-                let n = carrier.read(into: buffer, count: Self.readSize)
-                if tcp.sawWouldBlock { socketDrained = true }
-                if n > 0 { node.deliver(buffer, count: n); continue }
-                if n == Int(NonBlockingSSHSession.again) {
-                    if !socketDrained && tcp.allowanceSpent { continue }
-                    socketDrained = true
-                    drainedAt = tcp.received
-                    break
-                }
-                if n == 0 {
-                    if carrier.isEOF { return carrierEnded() }
-                    drainedAt = tcp.received
-                    break
-                }
-                return failureText(Int32(n), "reading the channel to the node")
+            if let failure = pendingFailure { return failure }
+            node.holdInboxWake = true
+            if let end = pass(foreign: false) { return end.reason }
+            // Hand the node hop what this pass brought it, doing its pass here while its thread
+            // sleeps; its answer (a window adjust, the next request) may come back to this hop.
+            var rounds = 0
+            var again = false
+            while node.inboxWakeOwed, rounds < 3, let forwarder {
+                rounds += 1
+                guard case .ran(let owesBack) = forwarder.runForeignPass() else { break }
+                node.inboxWakeOwed = false
+                again = owesBack
+                guard owesBack else { break }
+                wakeReadable = false
+                socketReadable = false
+                if let end = pass(foreign: false) { return end.reason }
+                again = false
             }
-            // The socket said EAGAIN just now: the writes below need not ask it again.
-            tcp.allowReads(socketDrained ? 0 : Self.readSlice)
-            if isExec {
-                // Drain ssh -W's stderr: it shares the window, and it explains failures.
-                while true {
-                    let n = carrier.read(into: buffer, count: Self.readSize, stream: 1)
-                    if n <= 0 { break }
-                    stderrTail.append(buffer.assumingMemoryBound(to: UInt8.self), count: n)
-                    if stderrTail.count > 2048 { stderrTail = stderrTail.suffix(1024) }
-                }
-            }
+            node.holdInboxWake = false
+            if node.inboxWakeOwed { node.inboxWakeOwed = false; node.inboxWake?.signal() }
 
-            // Node outbox → carrier, while the TCP outbox is not backed up.
-            var windowBlocked = false
-            while true {
-                if stagedPos == stagedLen {
-                    let (n, resumed) = node.outbox.take(into: staged, max: Self.readSize)
-                    if resumed { nodeWake.signal() }
-                    stagedPos = 0
-                    stagedLen = n
-                    if n == 0 { break }
-                }
-                if tcp.outbox.isAboveHighWater { break }
-                let n = carrier.write(staged + stagedPos, count: stagedLen - stagedPos)
-                if n > 0 { stagedPos += n; continue }
-                if n == 0 || n == Int(NonBlockingSSHSession.again) { windowBlocked = true; break }
-                return failureText(Int32(n), "writing the channel to the node")
-            }
-
-            var nextKeepalive = -1
-            do {
-                nextKeepalive = try session.sendKeepalive()
-            } catch {
-                return "\(error)"
-            }
-
-            if let deadline = stopDeadline, (stagedPos == stagedLen && node.outbox.isEmpty) || monotonicNow() > deadline {
-                _ = carrier.sendEOF()
-                _ = carrier.close()
-                session.disconnect()
-                _ = tcp.flush()
-                return nil
-            }
-
-            guard tcp.flush() else { return "connection lost: \(String(cString: strerror(tcp.socketError)))" }
-            if tcp.socketError == -1 { return "connection closed by the login host" }
-            if tcp.socketError > 0 { return "connection lost: \(String(cString: strerror(tcp.socketError)))" }
-
+            var plan = makePlan()
+            if again { plan.immediate = true }
+            parkedPlan = plan
             var fds = [
-                pollfd(fd: tcp.fd, events: 0, revents: 0),
+                pollfd(fd: tcp.fd, events: plan.socketEvents, revents: 0),
                 pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0),
             ]
-            if !node.inbox.isAboveHighWater || windowBlocked {
-                fds[0].events |= Int16(POLLIN)
-            }
-            if !tcp.outbox.isEmpty { fds[0].events |= Int16(POLLOUT) }
             var timeout: Int32 = nextKeepalive > 0 ? Int32(nextKeepalive * 1000) : -1
             if stopDeadline != nil { timeout = 50 }
-            // channel_write (and keepalive) read the socket first: carrier data they filed after
-            // the read loop said EAGAIN sits in libssh2 with the socket no longer readable.
-            if let drainedAt, tcp.received != drainedAt, !node.inbox.isAboveHighWater { timeout = 0 }
-            // The node session queued more (e.g. a window adjust) after the take above.
-            if stagedPos == stagedLen && !node.outbox.isEmpty && !windowBlocked && !tcp.outbox.isAboveHighWater { timeout = 0 }
+            if plan.immediate { timeout = 0 }
+            hopLock.unlock()
             let rc = poll(&fds, 2, timeout)
+            let pollErrno = errno
+            hopLock.lock()
+            parkedPlan = nil
             wakeReadable = rc < 0 || fds[1].revents != 0
             socketReadable = rc < 0 || fds[0].events & Int16(POLLIN) == 0 || fds[0].revents != 0
-            if rc < 0 && errno != EINTR { return "poll: \(String(cString: strerror(errno)))" }
+            if rc < 0 && pollErrno != EINTR { return "poll: \(String(cString: strerror(pollErrno)))" }
             if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
                 var soError: Int32 = 0
                 var len = socklen_t(MemoryLayout<Int32>.size)
@@ -183,6 +167,127 @@ final class LoginPump: @unchecked Sendable {
                 return soError != 0 ? "connection lost: \(String(cString: strerror(soError)))" : "connection closed by the login host"
             }
         }
+    }
+
+    /// A pass of this hop done by the node hop's thread (which holds the node hop's lock): moves
+    /// the node session's queued output into the carrier and out to the socket, and hands on what
+    /// libssh2 already holds for the node. It reads nothing from the socket (the hop's thread
+    /// polls it) and wakes the hop's thread when what it should wait for changed.
+    func runForeignPass() -> ForeignPass {
+        guard hopLock.tryLock() else { return .busy }
+        defer { hopLock.unlock() }
+        if ended || stopDeadline != nil || pendingFailure != nil || lock.withLock({ stopRequested }) { return .busy }
+        handOvers?.add()
+        wakeReadable = false
+        socketReadable = false
+        let held = node.holdInboxWake
+        node.holdInboxWake = true
+        defer { node.holdInboxWake = held }
+        if let end = pass(foreign: true) {
+            pendingFailure = end.reason ?? "stopped"
+            wake.signal()
+        } else if makePlan() != parkedPlan {
+            wake.signal()
+        }
+        let owes = node.inboxWakeOwed
+        node.inboxWakeOwed = false
+        return .ran(owesBack: owes)
+    }
+
+    private struct End { var reason: String? }
+
+    /// One pass: carrier → node inbox, node outbox → carrier, keepalive, flush. Returns non-nil
+    /// when the loop must end (a failure, or a requested stop once everything went out).
+    private func pass(foreign: Bool) -> End? {
+        let tcp = session.transport
+        if wakeReadable { wake.drain() }
+        if !foreign && stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }
+
+        // Carrier → node inbox, while the node side keeps up.
+        // When the last poll did not find the socket readable, only what libssh2 already
+        // holds is read (allowance 0: no recv that would say EAGAIN).
+        drainedAt = nil
+        var socketDrained = !socketReadable
+        while !node.inbox.isAboveHighWater {
+            tcp.allowReads(socketDrained ? 0 : Self.readSlice)
+            let n = carrier.read(into: buffer, count: Self.readSize)
+            if tcp.sawWouldBlock { socketDrained = true }
+            if n > 0 { node.deliver(buffer, count: n); continue }
+            if n == Int(NonBlockingSSHSession.again) {
+                if !socketDrained && tcp.allowanceSpent { continue }
+                socketDrained = true
+                drainedAt = tcp.received
+                break
+            }
+            if n == 0 {
+                if carrier.isEOF { return End(reason: carrierEnded()) }
+                drainedAt = tcp.received
+                break
+            }
+            return End(reason: failureText(Int32(n), "reading the channel to the node"))
+        }
+        // The socket said EAGAIN just now: the writes below need not ask it again.
+        tcp.allowReads(socketDrained ? 0 : Self.readSlice)
+        if isExec {
+            // Drain ssh -W's stderr: it shares the window, and it explains failures.
+            while true {
+                let n = carrier.read(into: buffer, count: Self.readSize, stream: 1)
+                if n <= 0 { break }
+                stderrTail.append(buffer.assumingMemoryBound(to: UInt8.self), count: n)
+                if stderrTail.count > 2048 { stderrTail = stderrTail.suffix(1024) }
+            }
+        }
+
+        // Node outbox → carrier, while the TCP outbox is not backed up.
+        windowBlocked = false
+        while true {
+            if stagedPos == stagedLen {
+                let (n, resumed) = node.outbox.take(into: staged, max: Self.readSize)
+                if resumed { nodeWake.signal() }
+                stagedPos = 0
+                stagedLen = n
+                if n == 0 { break }
+            }
+            if tcp.outbox.isAboveHighWater { break }
+            let n = carrier.write(staged + stagedPos, count: stagedLen - stagedPos)
+            if n > 0 { stagedPos += n; continue }
+            if n == 0 || n == Int(NonBlockingSSHSession.again) { windowBlocked = true; break }
+            return End(reason: failureText(Int32(n), "writing the channel to the node"))
+        }
+
+        nextKeepalive = -1
+        do {
+            nextKeepalive = try session.sendKeepalive()
+        } catch {
+            return End(reason: "\(error)")
+        }
+
+        if let deadline = stopDeadline, (stagedPos == stagedLen && node.outbox.isEmpty) || monotonicNow() > deadline {
+            _ = carrier.sendEOF()
+            _ = carrier.close()
+            session.disconnect()
+            _ = tcp.flush()
+            return End(reason: nil)
+        }
+
+        guard tcp.flush() else { return End(reason: "connection lost: \(String(cString: strerror(tcp.socketError)))") }
+        if tcp.socketError == -1 { return End(reason: "connection closed by the login host") }
+        if tcp.socketError > 0 { return End(reason: "connection lost: \(String(cString: strerror(tcp.socketError)))") }
+        return nil
+    }
+
+    /// What to poll for after a pass.
+    private func makePlan() -> Plan {
+        let tcp = session.transport
+        var plan = Plan(socketEvents: 0, immediate: false)
+        if !node.inbox.isAboveHighWater || windowBlocked { plan.socketEvents |= Int16(POLLIN) }
+        if !tcp.outbox.isEmpty { plan.socketEvents |= Int16(POLLOUT) }
+        // channel_write (and keepalive) read the socket first: carrier data they filed after
+        // the read loop said EAGAIN sits in libssh2 with the socket no longer readable.
+        if let drainedAt, tcp.received != drainedAt, !node.inbox.isAboveHighWater { plan.immediate = true }
+        // The node session queued more (e.g. a window adjust) after the take above.
+        if stagedPos == stagedLen && !node.outbox.isEmpty && !windowBlocked && !tcp.outbox.isAboveHighWater { plan.immediate = true }
+        return plan
     }
 
     private func carrierEnded() -> String {

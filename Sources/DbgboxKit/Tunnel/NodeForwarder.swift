@@ -170,129 +170,264 @@ final class NodeForwarder {
     }
     private var ready = Ready()
 
+    // MARK: the loop and its passes
+
+    /// Held by whoever works on the node hop (see `HopLock`).
+    let hopLock = HopLock()
+    /// Connections accepted since the last `publish`.
+    private var newConnections = 0
+    /// Events of passes done on the login thread, reported by this hop's thread.
+    private var deferredEvents: [TunnelEvent] = []
+    /// True during a pass done on the login thread.
+    private var inForeignPass = false
+    /// How a pass done on the login thread found the hop ending: this hop's thread returns it.
+    private var pendingEnd: End?
+    /// Set when `run` has returned (no foreign pass after that).
+    private var ended = false
+    /// The plan this hop's thread sleeps on (valid while it polls).
+    private var parkedPlan: Plan?
+    /// Outputs of a pass, for its plan.
+    private var interested = false
+    private var nextKeepalive = -1
+
+    /// What the thread polls for: control, inbox and listener (always), each client with channel
+    /// and its events, and whether to come back at once.
+    private struct Plan: Equatable {
+        var clients: [Int32] = []
+        var events: [Int16] = []
+        var immediate = false
+    }
+
     func run() -> End {
-        var newConnections = 0
+        hopLock.lock()
+        defer {
+            ended = true
+            transport.holdCarrierWake = false
+            if transport.carrierWakeOwed { transport.carrierWakeOwed = false; transport.carrierWake?.signal() }
+            hopLock.unlock()
+        }
         while true {
-            // Only what the last poll said is readable (a read or accept that finds nothing is a
-            // wasted system call on every pass; the first pass looks at everything).
-            if ready.control { control.drain() }
-            if ready.inbox { transport.inboxWake?.drain() }
-            if shouldStop() { shutdown(); return .stopped }
-            if pump.finished {
-                closeAll(reason: "login hop down")
-                return .failed(.login, pump.failure ?? "the login hop ended")
+            transport.holdCarrierWake = true
+            if let end = pass(foreign: false) { return end }
+            // Hand the login hop what this pass queued for it, doing its pass here while its
+            // thread sleeps; what that brings back for this hop is done here too.
+            var rounds = 0
+            while transport.carrierWakeOwed, rounds < 3 {
+                rounds += 1
+                guard case .ran(let owesBack) = pump.runForeignPass() else { break }
+                transport.carrierWakeOwed = false
+                guard owesBack else { break }
+                ready = Ready(control: false, inbox: false, listener: false)
+                if let end = pass(foreign: false) { return end }
             }
-
-            // Accept everything pending.
-            while ready.listener, let (fd, peer) = SocketIO.accept(listener) {
-                let c = ForwardedConnection(id: nextID(), fd: fd, peer: peer)
-                connections.append(c)
-                newConnections += 1
-            }
-
-            var interested = false
-            var sessionFailure: String?
-
-            // Open channels one at a time.
-            while sessionFailure == nil {
-                if opening == nil, let next = connections.first(where: { $0.channel == nil && $0.error == nil }) {
-                    // Chosen once: a retried open must repeat the same call.
-                    let open = connections.reduce(0) { $0 + ($1.channel != nil ? 1 : 0) }
-                    next.window = open >= Self.manyChannels ? Self.manyChannelsWindow : Self.channelWindow
-                    opening = next
-                }
-                guard let c = opening else { break }
-                switch session.tryOpenChannel(type: DirectTCPIP.channelType, window: c.window,
-                                              packetSize: Self.channelPacket, message: openMessage) {
-                case .opened(let channel):
-                    c.channel = channel
-                    opening = nil
-                    report(.connectionOpened(id: c.id, peer: c.peer))
-                case .wouldBlock:
-                    interested = true
-                case .failed(let error):
-                    opening = nil
-                    if isSessionError(error.code) {
-                        sessionFailure = describe(error)
-                    } else {
-                        c.error = "the node could not open the connection: \(error.message)"
-                        report(.connectionRefused(peer: c.peer, reason: c.error!))
-                    }
-                }
-                if interested { break }
-            }
-
-            // Finish closing channels.
-            if sessionFailure == nil && !closing.isEmpty {
-                closing.removeAll { $0.free() != NonBlockingSSHSession.again }
-                if !closing.isEmpty { interested = true }
-            }
-
-            // Move bytes.
-            var up: UInt64 = 0
-            var down: UInt64 = 0
-            moreBuffered = false
-            drainedAt = .max
-            if sessionFailure == nil {
-                for c in connections where c.channel != nil && c.error == nil {
-                    if let failure = pumpConnection(c, interested: &interested, up: &up, down: &down) {
-                        sessionFailure = failure
-                        break
-                    }
-                }
-            }
-
-            // Retire finished connections.
-            connections.removeAll { c in
-                guard c.isDone || sessionFailure != nil else { return false }
-                finish(c)
-                return true
-            }
-            if let sessionFailure {
-                publish(0, newConnections, up, down)
-                return .failed(pump.finished ? .login : .node, pump.finished ? (pump.failure ?? sessionFailure) : sessionFailure)
-            }
-            publish(connections.count, newConnections, up, down)
-            newConnections = 0
-
-            var nextKeepalive = -1
-            do { nextKeepalive = try session.sendKeepalive() } catch {
-                closeAll(reason: "node hop down")
-                return .failed(.node, "\(error)")
-            }
+            transport.holdCarrierWake = false
+            if transport.carrierWakeOwed { transport.carrierWakeOwed = false; transport.carrierWake?.signal() }
 
             // Sleep until something can move.
+            let plan = makePlan()
+            parkedPlan = plan
             var fds: [pollfd] = [
                 pollfd(fd: control.fd, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: transport.fd, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
             ]
-            let outboxFull = transport.outbox.isAboveHighWater
-            for c in connections where c.channel != nil {
-                var events: Int16 = 0
-                if !c.upEOF && c.up.isEmpty && !outboxFull { events |= Int16(POLLIN) }
-                if !c.down.isEmpty { events |= Int16(POLLOUT) }
-                fds.append(pollfd(fd: c.fd, events: events, revents: 0))
-            }
+            for (fd, events) in zip(plan.clients, plan.events) { fds.append(pollfd(fd: fd, events: events, revents: 0)) }
             var timeout: Int32 = nextKeepalive > 0 ? Int32(nextKeepalive * 1000) : -1
-            // libssh2 files input for every channel whenever any call reads the transport: a
-            // channel whose read said EAGAIN earlier in this pass may hold data now, with no fd
-            // readable. Go round again at once instead of sleeping on it.
-            if transport.received != drainedAt && drainedAt != .max { moreBuffered = true }
-            if (interested && !transport.inbox.isEmpty) || moreBuffered { timeout = 0 }
+            if plan.immediate { timeout = 0 }
+            hopLock.unlock()
             let polled = poll(&fds, nfds_t(fds.count), timeout)
+            let pollErrno = errno
+            hopLock.lock()
+            parkedPlan = nil
             ready = polled < 0 ? Ready() : Ready(control: fds[0].revents != 0, inbox: fds[1].revents != 0, listener: fds[2].revents != 0)
+            // The connections polled are still there (only this thread retires them), in order;
+            // a pass on the login thread may have opened channels for others meanwhile.
             var index = 3
             for c in connections where c.channel != nil {
-                let asked = fds[index].events & Int16(POLLIN) != 0
-                c.clientReadable = polled < 0 || !asked || fds[index].revents != 0
-                index += 1
+                if index < fds.count && fds[index].fd == c.fd {
+                    let asked = fds[index].events & Int16(POLLIN) != 0
+                    c.clientReadable = polled < 0 || !asked || fds[index].revents != 0
+                    index += 1
+                } else {
+                    c.clientReadable = true
+                }
             }
-            if polled < 0 && errno != EINTR {
+            if polled < 0 && pollErrno != EINTR {
                 closeAll(reason: "poll failed")
-                return .failed(.node, "poll: \(String(cString: strerror(errno)))")
+                return .failed(.node, "poll: \(String(cString: strerror(pollErrno)))")
             }
         }
+    }
+
+    /// A pass of this hop done by the login hop's thread (which holds the login hop's lock):
+    /// hands what came in to the connections, finishes channel opens, sends what clients wrote
+    /// earlier. It accepts nothing, retires nothing and reports through this hop's thread, and
+    /// it wakes that thread when what it should wait for changed.
+    func runForeignPass() -> ForeignPass {
+        guard hopLock.tryLock() else { return .busy }
+        defer { hopLock.unlock() }
+        if ended || pendingEnd != nil { return .busy }
+        pump.handOvers?.add()
+        let held = transport.holdCarrierWake
+        transport.holdCarrierWake = true
+        defer { transport.holdCarrierWake = held }
+        let saved = ready
+        ready = Ready(control: false, inbox: false, listener: false)
+        inForeignPass = true
+        let end = pass(foreign: true)
+        inForeignPass = false
+        ready = saved
+        if let end {
+            pendingEnd = end
+            control.signal()
+        } else if !deferredEvents.isEmpty || connections.contains(where: { $0.isDone }) || !transport.inbox.isEmpty
+                    || makePlan() != parkedPlan {
+            control.signal()
+        }
+        let owes = transport.carrierWakeOwed
+        transport.carrierWakeOwed = false
+        return .ran(owesBack: owes)
+    }
+
+    /// Reports an event now, or through this hop's thread when on the other one.
+    private func emit(_ event: TunnelEvent) {
+        if inForeignPass { deferredEvents.append(event) } else { report(event) }
+    }
+
+    /// One pass: accept, open channels, move bytes, retire, keepalive. Returns non-nil when the
+    /// loop must end. `foreign`: done on the login thread (see `runForeignPass`).
+    private func pass(foreign: Bool) -> End? {
+        if !foreign {
+            if !deferredEvents.isEmpty {
+                let events = deferredEvents
+                deferredEvents.removeAll()
+                for event in events { report(event) }
+            }
+            if let pendingEnd {
+                if case .failed(let role, _) = pendingEnd { closeAll(reason: "\(role.rawValue) hop down") }
+                return pendingEnd
+            }
+        }
+        // Only what the last poll said is readable (a read or accept that finds nothing is a
+        // wasted system call on every pass; the first pass looks at everything).
+        if ready.control { control.drain() }
+        if ready.inbox { transport.inboxWake?.drain() }
+        if shouldStop() {
+            if foreign { return nil }
+            shutdown()
+            return .stopped
+        }
+        if pump.finished {
+            if foreign { return nil }
+            closeAll(reason: "login hop down")
+            return .failed(.login, pump.failure ?? "the login hop ended")
+        }
+
+        // Accept everything pending.
+        while ready.listener, let (fd, peer) = SocketIO.accept(listener) {
+            let c = ForwardedConnection(id: nextID(), fd: fd, peer: peer)
+            connections.append(c)
+            newConnections += 1
+        }
+
+        interested = false
+        var sessionFailure: String?
+
+        // Open channels one at a time.
+        while sessionFailure == nil {
+            if opening == nil, let next = connections.first(where: { $0.channel == nil && $0.error == nil }) {
+                // Chosen once: a retried open must repeat the same call.
+                let open = connections.reduce(0) { $0 + ($1.channel != nil ? 1 : 0) }
+                next.window = open >= Self.manyChannels ? Self.manyChannelsWindow : Self.channelWindow
+                opening = next
+            }
+            guard let c = opening else { break }
+            switch session.tryOpenChannel(type: DirectTCPIP.channelType, window: c.window,
+                                          packetSize: Self.channelPacket, message: openMessage) {
+            case .opened(let channel):
+                c.channel = channel
+                opening = nil
+                emit(.connectionOpened(id: c.id, peer: c.peer))
+            case .wouldBlock:
+                interested = true
+            case .failed(let error):
+                opening = nil
+                if isSessionError(error.code) {
+                    sessionFailure = describe(error)
+                } else {
+                    c.error = "the node could not open the connection: \(error.message)"
+                    emit(.connectionRefused(peer: c.peer, reason: c.error!))
+                }
+            }
+            if interested { break }
+        }
+
+        // Finish closing channels.
+        if sessionFailure == nil && !closing.isEmpty {
+            closing.removeAll { $0.free() != NonBlockingSSHSession.again }
+            if !closing.isEmpty { interested = true }
+        }
+
+        // Move bytes.
+        var up: UInt64 = 0
+        var down: UInt64 = 0
+        moreBuffered = false
+        drainedAt = .max
+        if sessionFailure == nil {
+            for c in connections where c.channel != nil && c.error == nil {
+                if let failure = pumpConnection(c, interested: &interested, up: &up, down: &down) {
+                    sessionFailure = failure
+                    break
+                }
+            }
+        }
+
+        if let sessionFailure {
+            let end = End.failed(pump.finished ? .login : .node, pump.finished ? (pump.failure ?? sessionFailure) : sessionFailure)
+            publish(0, newConnections, up, down)
+            newConnections = 0
+            if foreign { return end }
+            // Retire everything.
+            connections.removeAll { c in finish(c); return true }
+            return end
+        }
+        // Retire finished connections (this hop's thread only: it polls their fds).
+        if !foreign {
+            connections.removeAll { c in
+                guard c.isDone else { return false }
+                finish(c)
+                return true
+            }
+        }
+        publish(connections.count, newConnections, up, down)
+        newConnections = 0
+
+        nextKeepalive = -1
+        do { nextKeepalive = try session.sendKeepalive() } catch {
+            if foreign { return .failed(.node, "\(error)") }
+            closeAll(reason: "node hop down")
+            return .failed(.node, "\(error)")
+        }
+        return nil
+    }
+
+    /// What to poll for after a pass.
+    private func makePlan() -> Plan {
+        var plan = Plan()
+        let outboxFull = transport.outbox.isAboveHighWater
+        for c in connections where c.channel != nil {
+            var events: Int16 = 0
+            if !c.upEOF && c.up.isEmpty && !outboxFull { events |= Int16(POLLIN) }
+            if !c.down.isEmpty { events |= Int16(POLLOUT) }
+            plan.clients.append(c.fd)
+            plan.events.append(events)
+        }
+        // libssh2 files input for every channel whenever any call reads the transport: a
+        // channel whose read said EAGAIN earlier in this pass may hold data now, with no fd
+        // readable. Go round again at once instead of sleeping on it.
+        if transport.received != drainedAt && drainedAt != .max { moreBuffered = true }
+        if (interested && !transport.inbox.isEmpty) || moreBuffered { plan.immediate = true }
+        return plan
     }
 
     /// Moves what can move for one connection. Returns a session failure, if any.

@@ -47,6 +47,9 @@ public struct TunnelStats: Sendable, Equatable {
     public var bytesDown: UInt64 = 0
     /// Completed reconnects (not counting the first connect).
     public var reconnects = 0
+    /// Passes one hop's thread did for the other while that one slept (small messages that
+    /// woke no second thread; see `HopLock`).
+    public var handOvers = 0
 
     public init() {}
 }
