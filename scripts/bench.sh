@@ -7,29 +7,39 @@
 #   OpenSSH : ssh -F TB_SSH_CONFIG -o ProxyCommand='ssh -F TB_SSH_CONFIG -W %h:%p tb-login' -N -L M2:127.0.0.1:N tb-node
 #
 # Both run in the laptop namespace as the test user, each with the ciphers it negotiates by default.
-# Measured for both (alternating per metric): 1 GiB download and upload (MiB/s), 64-byte echo RTT
-# p50/p99 over 2000 round trips, new connection to first byte p50 over 200 connections, 64 concurrent
-# streams x 16 MiB (half download, half upload, all crc32-checked; aggregate MiB/s) and the tunnel's
-# peak RSS (VmHWM, reset before the streams; OpenSSH: both ssh processes summed). Per-thread CPU of
-# every busy thread on the machine is printed under each figure. Then ratios and the issue's targets.
+# Measured for both: 1 GiB download and upload (MiB/s), 64-byte echo RTT p50/p99 over 2000 round
+# trips, new connection to first byte p50 over 200 connections, 64 concurrent streams x 16 MiB (half
+# download, half upload, all crc32-checked; aggregate MiB/s) and the tunnel's peak RSS (VmHWM, reset
+# before the streams; OpenSSH: both ssh processes summed). Each metric runs ROUNDS times per tunnel,
+# who goes first alternating by round; the figures are the medians (peak RSS: the highest), and each
+# round's ratio is printed too (the testbed's TCP makes single transfers vary by +-20%). Per-thread
+# CPU of every busy thread on the machine is printed under each measurement. Then ratios and the
+# issue's targets.
 #
-# Usage (root):  scripts/bench.sh [--quick]        --quick: 128 MiB transfers, 4 MiB streams, fewer samples
+# Usage (root):  scripts/bench.sh [--quick] [--rounds N]
+#   --quick      128 MiB transfers, 4 MiB streams, fewer samples
+#   --rounds N   rounds per metric (default 3)
 #   DBGBOX_BIN=/path/to/dbgbox   use this binary instead of building the release one (.build-bench)
 #   BENCH_KEEP=1                 keep the work directory (logs) at the end
 # Brings the testbed up if it is down and takes it down at the end only then. Network: the testbed's
-# addresses and loopback only. Everything it starts is killed on exit. Bounded: a few minutes.
+# addresses and loopback only. Everything it starts is killed on exit. Full, 3 rounds: about 8 minutes.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOL="$ROOT/scripts/bench_tool.py"
 TESTBED="$ROOT/scripts/testbed.sh"
 QUICK=""
-for arg in "$@"; do
-  case "$arg" in
+ROUNDS=3
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) QUICK=--quick ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "bench: unknown argument $arg (use --quick)" >&2; exit 2 ;;
+    --rounds)
+      [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]?$ ]] || { echo "bench: --rounds takes a number from 1 to 99" >&2; exit 2; }
+      ROUNDS="$2"; shift ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "bench: unknown argument $1 (use --quick, --rounds N)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -124,7 +134,7 @@ M2="$(pick_port "$TB_LAPTOP_NS" 35000)"
 while [ "$M2" = "$M" ]; do M2="$(pick_port "$TB_LAPTOP_NS" 35000)"; done
 
 # --- target on the node (root namespace) ----------------------------------------------------------
-timeout 1200 "$PY" "$TOOL" server --port "$N" --lifetime 1100 >"$WORK/server.log" 2>&1 &
+timeout 3000 "$PY" "$TOOL" server --port "$N" --lifetime 2900 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!; STARTED+=("$SERVER_PID")
 for i in $(seq 1 50); do grep -q listening "$WORK/server.log" 2>/dev/null && break; sleep 0.1; done
 grep -q listening "$WORK/server.log" || { cat "$WORK/server.log" >&2; die "target server did not start"; }
@@ -195,7 +205,7 @@ echo "== machine =="
 echo "  libssh2: $(dpkg-query -W -f='${Version}' libssh2-1 2>/dev/null || echo '?') (header $(sed -n 's/^#define LIBSSH2_VERSION "\(.*\)"/\1/p' /usr/include/libssh2.h 2>/dev/null))"
 echo "  OpenSSH: $(ssh -V 2>&1) (server $(dpkg-query -W -f='${Version}' openssh-server 2>/dev/null || echo '?'))"
 echo "  dbgbox: release build from the $BIN_FROM (HEAD $(cd "$ROOT" && git rev-parse --short HEAD)$( [ "$BIN_FROM" = "working tree" ] && [ -n "$(cd "$ROOT" && git status --porcelain -- Sources Package.swift)" ] && echo ' + uncommitted Sources changes')), $SRC_BIN"
-echo "  mode: ${QUICK:-full}; target 127.0.0.1:$N on the node; dbgbox on laptop:$M, OpenSSH on laptop:$M2"
+echo "  mode: ${QUICK:-full}, $ROUNDS round(s) per metric; target 127.0.0.1:$N on the node; dbgbox on laptop:$M, OpenSSH on laptop:$M2"
 echo
 echo "== negotiated methods =="
 methods_dbgbox
@@ -227,8 +237,8 @@ echo "  OpenSSH: pid $SPID (ssh -L) + $PROXY_PID (ProxyCommand ssh -W)"
 echo
 
 # --- measure --------------------------------------------------------------------------------------
-echo "== measurements (alternating; CPU = busiest threads on the machine during that figure, % of one core) =="
-ip netns exec "$TB_LAPTOP_NS" timeout 900 "$PY" "$TOOL" run $QUICK \
+echo "== measurements (round by round, who goes first alternating; CPU = busiest threads on the machine during that figure, % of one core) =="
+ip netns exec "$TB_LAPTOP_NS" timeout 2800 "$PY" "$TOOL" run $QUICK --rounds "$ROUNDS" \
   --tunnel "dbgbox=$M=$DPID" --tunnel "openssh=$M2=$SPID,$PROXY_PID" \
   --label "$DPID=dbgbox" --label "$SPID=ssh-L" --label "$PROXY_PID=ssh-W" --label "$(pgrep -P "$SERVER_PID" | head -1)=target" \
   --json "$WORK/results.json"

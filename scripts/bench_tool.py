@@ -414,21 +414,32 @@ def cmd_run(a):
         ("connect", "connect→first byte x%d" % conn_n, lambda port, pids: m_connect(port, conn_n)),
         ("streams", "%d streams x %d MiB" % (streams_n, each // MiB), lambda port, pids: m_streams(port, pids, streams_n, each)),
     ]
+    only = set(a.only.split(",")) if a.only else None
+    rounds = max(1, a.rounds)
     res = {name: {} for name, _, _ in tunnels}
     for key, title, fn in metrics:
-        for name, port, pids in tunnels:
-            before, t0 = cpu_snapshot(), time.perf_counter()
-            try:
-                r = fn(port, pids)
-            except (OSError, ConnectionError) as e:
-                r = {"error": "%s: %s" % (type(e).__name__, e)}
-            wall = time.perf_counter() - t0
-            r["cpu"] = cpu_diff(before, cpu_snapshot(), wall)
-            r["hwm_total_kib"] = sum(read_status(p).get("VmHWM", 0) for p in pids)
-            res[name][key] = r
-            print("  %-26s %-8s %s" % (title, name, short(key, r)), flush=True)
-            print("      CPU: %s" % fmt_cpu(r["cpu"], labels), flush=True)
-        time.sleep(0.5)
+        if only and key not in only:
+            continue
+        runs = {name: [] for name, _, _ in tunnels}
+        for rnd in range(rounds):
+            # Alternate who goes first (ABBA...): neither tunnel always follows the other.
+            order = tunnels if rnd % 2 == 0 else list(reversed(tunnels))
+            for name, port, pids in order:
+                before, t0 = cpu_snapshot(), time.perf_counter()
+                try:
+                    r = fn(port, pids)
+                except (OSError, ConnectionError) as e:
+                    r = {"error": "%s: %s" % (type(e).__name__, e)}
+                wall = time.perf_counter() - t0
+                r["cpu"] = cpu_diff(before, cpu_snapshot(), wall)
+                r["hwm_total_kib"] = sum(read_status(p).get("VmHWM", 0) for p in pids)
+                runs[name].append(r)
+                print("  %-26s %-8s round %d/%d: %s" % (title, name, rnd + 1, rounds, short(key, r)), flush=True)
+                print("      CPU: %s" % fmt_cpu(r["cpu"], labels), flush=True)
+            time.sleep(0.5)
+        for name, _, _ in tunnels:
+            res[name][key] = combine(key, runs[name])
+            print("  %-26s %-8s median of %d: %s" % (title, name, rounds, short(key, res[name][key])), flush=True)
     for name, _, pids in tunnels:
         res[name]["threads"] = sum(read_status(p).get("Threads", 0) for p in pids)
     if a.json:
@@ -436,6 +447,42 @@ def cmd_run(a):
             json.dump(res, f, indent=1)
     report(res, [t[0] for t in tunnels], size, rtt_n, conn_n, streams_n, each)
     return 0
+
+
+# Per metric: the fields combined over rounds (median), and those taken at their worst.
+MEDIAN_FIELDS = {"download": ("mibs", "seconds"), "upload": ("mibs", "seconds"),
+                 "rtt": ("p50_us", "p99_us", "mean_us"), "connect": ("p50_us", "p90_us"),
+                 "streams": ("mibs", "seconds")}
+PRIMARY = {"download": "mibs", "upload": "mibs", "rtt": "p50_us", "connect": "p50_us", "streams": "mibs"}
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
+
+
+def combine(key, runs):
+    """One figure from a metric's rounds: the median of each measured field; for the streams, the
+    fewest checksums ok and the highest memory (the limit must hold in every round). Any round's
+    error is the metric's error. `rounds` keeps each round's primary figure."""
+    errors = [r["error"] for r in runs if "error" in r]
+    if errors:
+        return {"error": errors[0], "rounds": [r.get(PRIMARY[key]) for r in runs]}
+    out = {f: median([r[f] for r in runs]) for f in MEDIAN_FIELDS[key]}
+    out["rounds"] = [r[PRIMARY[key]] for r in runs]
+    if key == "rtt":
+        out["count"] = sum(r["count"] for r in runs)
+    if key == "connect":
+        out["count"] = sum(r["count"] for r in runs)
+    if key == "streams":
+        out["ok"] = min(r["ok"] for r in runs)
+        out["n"] = runs[0]["n"]
+        out["errors"] = [e for r in runs for e in r["errors"]][:3]
+        for f in ("hwm_kib", "hwm_before_kib", "peak_rss_sampled_kib"):
+            out[f] = max(r[f] for r in runs)
+    out["hwm_total_kib"] = max(r.get("hwm_total_kib", 0) for r in runs)
+    return out
 
 
 def short(key, r):
@@ -473,7 +520,9 @@ def report(res, names, size, rtt_n, conn_n, streams_n, each):
         ("peak RSS before streams (MiB)", "streams", "hwm_before_kib", "lower", "%.1f", None),
     ]
     print()
-    print("== figures (%s = dbgbox tunnel; %s = ssh -L with ProxyCommand ssh -W) ==" % (d, o))
+    rounds = max([len(D.get(k, {}).get("rounds") or []) for k in PRIMARY] + [1])
+    print("== figures (%s = dbgbox tunnel; %s = ssh -L with ProxyCommand ssh -W; medians of %d round%s, "
+          "ratio of the medians, then each round's ratio) ==" % (d, o, rounds, "" if rounds == 1 else "s"))
     print("%-30s %12s %12s %10s  %s" % ("metric", d, o, "ratio", "ratio is %s/%s" % (d, o)))
     verdicts = []
     for label, key, field, better, fmt, target in rows:
@@ -484,6 +533,9 @@ def report(res, names, size, rtt_n, conn_n, streams_n, each):
         ratio = (a / b) if (a is not None and b) else None
         sr = "%.2fx" % ratio if ratio is not None else "n/a"
         print("%-30s %12s %12s %10s  (%s is better)" % (label, sa, sb, sr, better))
+        ra, rb = D.get(key, {}).get("rounds"), O.get(key, {}).get("rounds")
+        if field == PRIMARY.get(key) and ra and rb and len(ra) > 1 and None not in ra + rb and 0 not in rb:
+            print("%-30s %38s" % ("", "rounds: " + " ".join("%.2fx" % (x / y) for x, y in zip(ra, rb))))
         if target:
             op, t = target
             met = ratio is not None and (ratio >= t if op == ">=" else ratio <= t)
@@ -536,6 +588,8 @@ def main():
     r.add_argument("--tunnel", action="append", required=True, help="NAME=PORT=PID[,PID]")
     r.add_argument("--label", action="append", default=[], help="PID=label for the CPU lines")
     r.add_argument("--quick", action="store_true")
+    r.add_argument("--rounds", type=int, default=3, help="measure each metric this many times per tunnel (medians reported)")
+    r.add_argument("--only", help="comma-separated metrics: download,upload,rtt,connect,streams")
     r.add_argument("--json")
     sub.add_parser("facts")
     a = p.parse_args()
