@@ -59,6 +59,20 @@ public final class SessionTransport: @unchecked Sendable {
     /// read that follows need not ask it again before the next poll.
     public private(set) var sawWouldBlock = false
 
+    /// `.tcp`: bytes read from the socket ahead of libssh2, which asks for 16 KiB at a time. One
+    /// recv takes what the socket holds (up to `readAheadSize`) and libssh2's calls are served from
+    /// here: far fewer system calls, and the receive queue is emptied in one go.
+    private var readAhead: UnsafeMutableRawPointer?
+    private var aheadStart = 0
+    private var aheadEnd = 0
+    public static let readAheadSize = 256 * 1024
+
+    /// `.tcp`: input already taken from the socket that libssh2 has not had yet. A poll does not
+    /// see it: the owner must not wait on the socket while this holds bytes.
+    public var hasReadAhead: Bool { aheadEnd > aheadStart }
+
+    deinit { readAhead?.deallocate() }
+
     /// A transport over a connected TCP socket (made non-blocking here).
     public init(tcpSocket: Int32, outboxHighWater: Int = 512 << 10) {
         kind = .tcp
@@ -145,6 +159,28 @@ public final class SessionTransport: @unchecked Sendable {
         return true
     }
 
+    /// RECV for the session's own socket: from the read-ahead, refilled by one recv when empty.
+    private func receiveAhead(into buffer: UnsafeMutableRawPointer, length: Int, flags: Int32) -> Int {
+        if aheadStart == aheadEnd {
+            if readAhead == nil { readAhead = .allocate(byteCount: Self.readAheadSize, alignment: 16) }
+            let n = Glibc.recv(fd, readAhead, Self.readAheadSize, flags)
+            if n < 0 {
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { sawWouldBlock = true } else if e != EINTR { socketError = e }
+                return -Int(e)
+            }
+            if n == 0 { socketError = -1; return 0 }
+            aheadStart = 0
+            aheadEnd = n
+        }
+        let n = min(length, aheadEnd - aheadStart)
+        buffer.copyMemory(from: readAhead! + aheadStart, byteCount: n)
+        aheadStart += n
+        received &+= UInt64(n)
+        readAllowance &-= n
+        return n
+    }
+
     // MARK: libssh2 callbacks
 
     static let sendCallback: @convention(c) (libssh2_socket_t, UnsafeRawPointer?, Int, Int32,
@@ -176,7 +212,10 @@ public final class SessionTransport: @unchecked Sendable {
             transport.allowanceSpent = true
             return -Int(EAGAIN)
         }
-        if sock != transport.fd || transport.kind == .tcp {
+        if sock == transport.fd && transport.kind == .tcp {
+            return transport.receiveAhead(into: buffer, length: length, flags: flags)
+        }
+        if sock != transport.fd {
             let n = Glibc.recv(sock, buffer, length, flags)
             if n < 0 {
                 let e = errno

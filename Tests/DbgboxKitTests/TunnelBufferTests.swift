@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 @testable import DbgboxKit
-import SSH
+@testable import SSH
 
 /// The forwarder's per-connection buffers and the tunnel process's memory hand-back.
 final class TunnelBufferTests: XCTestCase {
@@ -66,5 +66,39 @@ final class TunnelBufferTests: XCTestCase {
         XCTAssertEqual(text.split(separator: ",").count, 1000)
         XCTAssertEqual(DirectTCPIP.openMessage(host: "h", port: 1, originatorHost: "o", originatorPort: 2).count, 18)
         XCTAssertEqual(CipherBatch.selfTest(rounds: 100), 0)
+    }
+    /// The login socket is read ahead: one recv takes what the socket holds, and libssh2's 16 KiB
+    /// requests are served from it. A bound (`allowReads`) still stops libssh2 midway, and only an
+    /// empty read-ahead asks the socket again.
+    func testTCPReadAheadServesLibSSH2FromOneRecv() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let transport = SessionTransport(tcpSocket: fds[1])
+        let payload = (0..<40_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        XCTAssertEqual(payload.withUnsafeBytes { send(fds[0], $0.baseAddress, $0.count, 0) }, 40_000)
+        var abstract: UnsafeMutableRawPointer? = Unmanaged.passUnretained(transport).toOpaque()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 16384, alignment: 16)
+        defer { buffer.deallocate() }
+        var got: [UInt8] = []
+        func recvOnce() -> Int {
+            let n = SessionTransport.recvCallback(fds[1], buffer, 16384, 0, &abstract)
+            if n > 0 { got += UnsafeRawBufferPointer(start: buffer, count: n) }
+            return n
+        }
+        transport.allowReads(20_000)
+        XCTAssertEqual(recvOnce(), 16384)
+        XCTAssertTrue(transport.hasReadAhead, "one recv took all 40000 bytes")
+        XCTAssertEqual(recvOnce(), 16384)
+        XCTAssertEqual(recvOnce(), -Int(EAGAIN), "the allowance stops libssh2")
+        XCTAssertTrue(transport.allowanceSpent)
+        XCTAssertFalse(transport.sawWouldBlock)
+        transport.allowReads(.max)
+        XCTAssertEqual(recvOnce(), 40_000 - 32768)
+        XCTAssertFalse(transport.hasReadAhead)
+        XCTAssertEqual(recvOnce(), -Int(EAGAIN))
+        XCTAssertTrue(transport.sawWouldBlock, "an empty read-ahead asks the socket, which is empty")
+        XCTAssertEqual(transport.received, 40_000)
+        XCTAssertEqual(got, payload)
     }
 }

@@ -207,7 +207,8 @@ final class LoginPump: @unchecked Sendable {
         // When the last poll did not find the socket readable, only what libssh2 already
         // holds is read (allowance 0: no recv that would say EAGAIN).
         drainedAt = nil
-        var socketDrained = !socketReadable
+        // Bytes already read ahead from the socket count as readable (`hasReadAhead`).
+        var socketDrained = !socketReadable && !tcp.hasReadAhead
         while !node.inbox.isAboveHighWater {
             tcp.allowReads(socketDrained ? 0 : Self.readSlice)
             let n = carrier.read(into: buffer, count: Self.readSize)
@@ -285,6 +286,8 @@ final class LoginPump: @unchecked Sendable {
         // channel_write (and keepalive) read the socket first: carrier data they filed after
         // the read loop said EAGAIN sits in libssh2 with the socket no longer readable.
         if let drainedAt, tcp.received != drainedAt, !node.inbox.isAboveHighWater { plan.immediate = true }
+        // Input read ahead from the socket that poll cannot see.
+        if tcp.hasReadAhead && !node.inbox.isAboveHighWater { plan.immediate = true }
         // The node session queued more (e.g. a window adjust) after the take above.
         if stagedPos == stagedLen && !node.outbox.isEmpty && !windowBlocked && !tcp.outbox.isAboveHighWater { plan.immediate = true }
         return plan
