@@ -471,9 +471,7 @@ def combine(key, runs):
         return {"error": errors[0], "rounds": [r.get(PRIMARY[key]) for r in runs]}
     out = {f: median([r[f] for r in runs]) for f in MEDIAN_FIELDS[key]}
     out["rounds"] = [r[PRIMARY[key]] for r in runs]
-    if key == "rtt":
-        out["count"] = sum(r["count"] for r in runs)
-    if key == "connect":
+    if key in ("rtt", "connect"):
         out["count"] = sum(r["count"] for r in runs)
     if key == "streams":
         out["ok"] = min(r["ok"] for r in runs)

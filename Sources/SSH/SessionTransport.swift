@@ -81,6 +81,8 @@ public final class SessionTransport: @unchecked Sendable {
         inbox = ByteQueue(highWater: 1, initialCapacity: 16)
         inboxWake = nil
         carrierWake = nil
+        outboxSignal = HeldWake(nil)
+        inboxSignal = HeldWake(nil)
         SocketIO.setNonBlocking(tcpSocket)
     }
 
@@ -91,6 +93,8 @@ public final class SessionTransport: @unchecked Sendable {
         inboxWake = wake
         fd = wake.fd
         self.carrierWake = carrierWake
+        outboxSignal = HeldWake(carrierWake)
+        inboxSignal = HeldWake(wake)
         // Producers stop at the mark and add at most one step (<= 256 KiB) beyond it: with twice
         // the mark the buffers never grow (and only touched pages count).
         outbox = ByteQueue(highWater: highWater, initialCapacity: 2 * highWater)
@@ -100,35 +104,20 @@ public final class SessionTransport: @unchecked Sendable {
     // MARK: carrier side (called by the thread that owns the carrier channel)
 
     /// Puts bytes read from the carrier into the inbox, waking the session's thread if needed
-    /// (or noting the wake as owed, see `holdInboxWake`).
+    /// (or holding that wake back, see `inboxSignal`).
     public func deliver(_ bytes: UnsafeRawPointer, count: Int) {
         let (wasEmpty, queued) = inbox.appendCounting(bytes, count: count)
-        if holdInboxWake {
-            if wasEmpty { inboxWakeOwed = true }
-            if inboxWakeOwed && queued >= Self.handOverLimit {
-                inboxWakeOwed = false
-                inboxWake?.signal()
-            }
-        } else if wasEmpty {
-            inboxWake?.signal()
-        }
+        inboxSignal.queued(wasEmpty: wasEmpty, count: queued)
     }
 
     // MARK: hand-over (a hop's thread may do the other hop's work while that thread sleeps)
 
-    /// Below this many queued bytes, a wake for the other thread may be held back while the
-    /// holder means to do that work itself; at or above it the other thread is woken at once,
-    /// so bulk transfers keep both threads (both cores) busy.
-    public static let handOverLimit = 16 * 1024
-
-    /// Set by the thread holding the session (`.carrier`): the wake that `outbox` becoming
-    /// non-empty would give the carrier's thread is recorded in `carrierWakeOwed` instead, while
-    /// the outbox stays below `handOverLimit`.
-    public var holdCarrierWake = false
-    public var carrierWakeOwed = false
-    /// Set by the thread holding the carrier: the same for `deliver` and the inbox's wake.
-    public var holdInboxWake = false
-    public var inboxWakeOwed = false
+    /// `.carrier`: tells the carrier's thread that `outbox` got bytes. Used (held, released) only
+    /// by whoever holds this session.
+    public let outboxSignal: HeldWake
+    /// `.carrier`: tells the session's thread that `inbox` got bytes. Used only by whoever holds
+    /// the carrier.
+    public let inboxSignal: HeldWake
 
     /// The carrier is gone: the session reads what is left, then sees the peer close.
     public func carrierClosed() {
@@ -176,9 +165,14 @@ public final class SessionTransport: @unchecked Sendable {
         let n = min(length, aheadEnd - aheadStart)
         buffer.copyMemory(from: readAhead! + aheadStart, byteCount: n)
         aheadStart += n
+        counted(n)
+        return n
+    }
+
+    /// `n` bytes went to libssh2.
+    private func counted(_ n: Int) {
         received &+= UInt64(n)
         readAllowance &-= n
-        return n
     }
 
     // MARK: libssh2 callbacks
@@ -192,15 +186,7 @@ public final class SessionTransport: @unchecked Sendable {
             return n < 0 ? -Int(errno) : n
         }
         let (wasEmpty, queued) = transport.outbox.appendCounting(buffer, count: length)
-        if transport.holdCarrierWake {
-            if wasEmpty { transport.carrierWakeOwed = true }
-            if transport.carrierWakeOwed && queued >= handOverLimit {
-                transport.carrierWakeOwed = false
-                transport.carrierWake?.signal()
-            }
-        } else if wasEmpty {
-            transport.carrierWake?.signal()
-        }
+        transport.outboxSignal.queued(wasEmpty: wasEmpty, count: queued)
         return length
     }
 
@@ -216,26 +202,14 @@ public final class SessionTransport: @unchecked Sendable {
             return transport.receiveAhead(into: buffer, length: length, flags: flags)
         }
         if sock != transport.fd {
+            // ssh-agent traffic.
             let n = Glibc.recv(sock, buffer, length, flags)
-            if n < 0 {
-                let e = errno
-                if sock == transport.fd {
-                    if e == EAGAIN || e == EWOULDBLOCK { transport.sawWouldBlock = true } else if e != EINTR { transport.socketError = e }
-                }
-                return -Int(e)
-            }
-            if n == 0 && sock == transport.fd { transport.socketError = -1 }
-            if n > 0 && sock == transport.fd {
-                transport.received &+= UInt64(n)
-                transport.readAllowance &-= n
-            }
-            return n
+            return n < 0 ? -Int(errno) : n
         }
         let (n, resumed) = transport.inbox.take(into: buffer, max: length)
         if resumed { transport.carrierWake?.signal() }
         if n > 0 {
-            transport.received &+= UInt64(n)
-            transport.readAllowance &-= n
+            transport.counted(n)
             return n
         }
         if transport.inbox.isClosedAndEmpty { return 0 }
@@ -243,3 +217,47 @@ public final class SessionTransport: @unchecked Sendable {
     }
 }
 
+/// A wake for another thread that its giver may hold back while it means to do that thread's
+/// work itself (the tunnel's hand-over). While held, the wake for a queue that became non-empty
+/// is only noted as owed, until the queue reaches `handOverLimit`: then it is given at once, so
+/// bulk transfers keep both threads (both cores) busy. Used by one thread at a time (the one
+/// holding the lock of the hop it belongs to).
+public final class HeldWake: @unchecked Sendable {
+    /// Below this many queued bytes a wake may be held back.
+    public static let handOverLimit = 16 * 1024
+
+    private let wake: WakeFD?
+    private var isHeld = false
+    /// Whether a wake was held back and not yet given or taken.
+    public private(set) var isOwed = false
+
+    init(_ wake: WakeFD?) { self.wake = wake }
+
+    /// Holds back the wakes that follow.
+    public func hold() { isHeld = true }
+
+    /// Stops holding; gives the wake if one is owed.
+    public func release() {
+        isHeld = false
+        if isOwed { isOwed = false; wake?.signal() }
+    }
+
+    /// Whether a wake was owed, clearing it: the caller did the other thread's work itself.
+    public func takeOwed() -> Bool {
+        defer { isOwed = false }
+        return isOwed
+    }
+
+    /// The queue got bytes: it was empty before, and now holds `count`.
+    func queued(wasEmpty: Bool, count: Int) {
+        guard isHeld else {
+            if wasEmpty { wake?.signal() }
+            return
+        }
+        if wasEmpty { isOwed = true }
+        if isOwed && count >= Self.handOverLimit {
+            isOwed = false
+            wake?.signal()
+        }
+    }
+}

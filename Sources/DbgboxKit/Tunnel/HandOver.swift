@@ -11,7 +11,7 @@ import Glibc
 /// small messages: an echo's request goes client → node session → login session → socket on the
 /// node thread alone, and its answer socket → login session → node session → client on the
 /// login thread alone, where OpenSSH's `ssh -L` + `ssh -W` wake two processes each way.
-/// Bulk transfers still wake the other thread at once (`SessionTransport.handOverLimit`), so
+/// Bulk transfers still wake the other thread at once (`HeldWake.handOverLimit`), so
 /// both threads work in parallel.
 final class HopLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>

@@ -84,9 +84,6 @@ final class LoginPump: @unchecked Sendable {
     private var stagedPos = 0
     private var stagedLen = 0
     private var stopDeadline: Double?
-    /// What the last poll found readable (a foreign pass assumes neither).
-    private var wakeReadable = true
-    private var socketReadable = true
     /// Outputs of a pass, for its poll plan.
     private var drainedAt: UInt64?
     private var windowBlocked = false
@@ -113,37 +110,33 @@ final class LoginPump: @unchecked Sendable {
     /// The pump loop; returns the failure reason, or nil after a requested stop.
     private func loop() -> String? {
         let tcp = session.transport
+        let signal = node.inboxSignal
         hopLock.lock()
         defer {
             ended = true
-            node.holdInboxWake = false
-            if node.inboxWakeOwed { node.inboxWakeOwed = false; node.inboxWake?.signal() }
+            signal.release()
             hopLock.unlock()
         }
+        // What the last poll found readable (everything, before the first).
+        var wakeReadable = true
+        var socketReadable = true
         while true {
             if let failure = pendingFailure { return failure }
-            node.holdInboxWake = true
-            if let end = pass(foreign: false) { return end.reason }
+            signal.hold()
+            if let end = pass(wakeReadable: wakeReadable, socketReadable: socketReadable, foreign: false) { return end.reason }
             // Hand the node hop what this pass brought it, doing its pass here while its thread
             // sleeps; its answer (a window adjust, the next request) may come back to this hop.
             var rounds = 0
-            var again = false
-            while node.inboxWakeOwed, rounds < 3, let forwarder {
+            while signal.isOwed, rounds < 3, let forwarder {
                 rounds += 1
                 guard case .ran(let owesBack) = forwarder.runForeignPass() else { break }
-                node.inboxWakeOwed = false
-                again = owesBack
+                _ = signal.takeOwed()
                 guard owesBack else { break }
-                wakeReadable = false
-                socketReadable = false
-                if let end = pass(foreign: false) { return end.reason }
-                again = false
+                if let end = pass(wakeReadable: false, socketReadable: false, foreign: false) { return end.reason }
             }
-            node.holdInboxWake = false
-            if node.inboxWakeOwed { node.inboxWakeOwed = false; node.inboxWake?.signal() }
+            signal.release()
 
-            var plan = makePlan()
-            if again { plan.immediate = true }
+            let plan = makePlan()
             parkedPlan = plan
             var fds = [
                 pollfd(fd: tcp.fd, events: plan.socketEvents, revents: 0),
@@ -178,19 +171,16 @@ final class LoginPump: @unchecked Sendable {
         defer { hopLock.unlock() }
         if ended || stopDeadline != nil || pendingFailure != nil || lock.withLock({ stopRequested }) { return .busy }
         handOvers?.add()
-        wakeReadable = false
-        socketReadable = false
-        let held = node.holdInboxWake
-        node.holdInboxWake = true
-        defer { node.holdInboxWake = held }
-        if let end = pass(foreign: true) {
+        let signal = node.inboxSignal
+        signal.hold()
+        if let end = pass(wakeReadable: false, socketReadable: false, foreign: true) {
             pendingFailure = end.reason ?? "stopped"
             wake.signal()
         } else if makePlan() != parkedPlan {
             wake.signal()
         }
-        let owes = node.inboxWakeOwed
-        node.inboxWakeOwed = false
+        let owes = signal.takeOwed()
+        signal.release()
         return .ran(owesBack: owes)
     }
 
@@ -198,7 +188,7 @@ final class LoginPump: @unchecked Sendable {
 
     /// One pass: carrier → node inbox, node outbox → carrier, keepalive, flush. Returns non-nil
     /// when the loop must end (a failure, or a requested stop once everything went out).
-    private func pass(foreign: Bool) -> End? {
+    private func pass(wakeReadable: Bool, socketReadable: Bool, foreign: Bool) -> End? {
         let tcp = session.transport
         if wakeReadable { wake.drain() }
         if !foreign && stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }

@@ -167,8 +167,9 @@ final class NodeForwarder {
         var control = true
         var inbox = true
         var listener = true
+        /// Nothing known readable: a pass that follows no poll of this thread's.
+        static let none = Ready(control: false, inbox: false, listener: false)
     }
-    private var ready = Ready()
 
     // MARK: the loop and its passes
 
@@ -199,29 +200,28 @@ final class NodeForwarder {
     }
 
     func run() -> End {
+        let signal = transport.outboxSignal
         hopLock.lock()
         defer {
             ended = true
-            transport.holdCarrierWake = false
-            if transport.carrierWakeOwed { transport.carrierWakeOwed = false; transport.carrierWake?.signal() }
+            signal.release()
             hopLock.unlock()
         }
+        var ready = Ready()
         while true {
-            transport.holdCarrierWake = true
-            if let end = pass(foreign: false) { return end }
+            signal.hold()
+            if let end = pass(ready, foreign: false) { return end }
             // Hand the login hop what this pass queued for it, doing its pass here while its
             // thread sleeps; what that brings back for this hop is done here too.
             var rounds = 0
-            while transport.carrierWakeOwed, rounds < 3 {
+            while signal.isOwed, rounds < 3 {
                 rounds += 1
                 guard case .ran(let owesBack) = pump.runForeignPass() else { break }
-                transport.carrierWakeOwed = false
+                _ = signal.takeOwed()
                 guard owesBack else { break }
-                ready = Ready(control: false, inbox: false, listener: false)
-                if let end = pass(foreign: false) { return end }
+                if let end = pass(.none, foreign: false) { return end }
             }
-            transport.holdCarrierWake = false
-            if transport.carrierWakeOwed { transport.carrierWakeOwed = false; transport.carrierWake?.signal() }
+            signal.release()
 
             // Sleep until something can move.
             let plan = makePlan()
@@ -268,15 +268,11 @@ final class NodeForwarder {
         defer { hopLock.unlock() }
         if ended || pendingEnd != nil { return .busy }
         pump.handOvers?.add()
-        let held = transport.holdCarrierWake
-        transport.holdCarrierWake = true
-        defer { transport.holdCarrierWake = held }
-        let saved = ready
-        ready = Ready(control: false, inbox: false, listener: false)
+        let signal = transport.outboxSignal
+        signal.hold()
         inForeignPass = true
-        let end = pass(foreign: true)
+        let end = pass(.none, foreign: true)
         inForeignPass = false
-        ready = saved
         if let end {
             pendingEnd = end
             control.signal()
@@ -284,8 +280,8 @@ final class NodeForwarder {
                     || makePlan() != parkedPlan {
             control.signal()
         }
-        let owes = transport.carrierWakeOwed
-        transport.carrierWakeOwed = false
+        let owes = signal.takeOwed()
+        signal.release()
         return .ran(owesBack: owes)
     }
 
@@ -296,7 +292,7 @@ final class NodeForwarder {
 
     /// One pass: accept, open channels, move bytes, retire, keepalive. Returns non-nil when the
     /// loop must end. `foreign`: done on the login thread (see `runForeignPass`).
-    private func pass(foreign: Bool) -> End? {
+    private func pass(_ ready: Ready, foreign: Bool) -> End? {
         if !foreign {
             if !deferredEvents.isEmpty {
                 let events = deferredEvents
