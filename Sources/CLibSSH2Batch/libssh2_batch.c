@@ -22,7 +22,6 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <link.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -33,6 +32,7 @@
 #include <openssl/obj_mac.h>
 
 #include "libssh2_batch.h"
+#include "libssh2_text.h"
 
 #define KEYSTREAM_BYTES 8192
 #define KEYSTREAM_MAGIC 0x64626762786b7331ULL /* "dbgbxks1" */
@@ -55,8 +55,6 @@ typedef void (*free_function)(EVP_CIPHER_CTX *);
 
 static cipher_function openssl_cipher;
 static free_function openssl_free;
-static uintptr_t libssh2_text_start;
-static uintptr_t libssh2_text_end;
 static int enabled;
 static _Atomic uint64_t contexts;
 /* Bumped whenever a keystream is freed: a thread's one-entry cache below is trusted only while
@@ -71,36 +69,10 @@ static __thread struct keystream *cached_ks;
 static __thread uint64_t cached_releases;
 static const unsigned char zeros[KEYSTREAM_BYTES];
 
-static int find_text(struct dl_phdr_info *info, size_t size, void *data) {
-    (void)size;
-    uintptr_t target = (uintptr_t)data;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-        uintptr_t end = start + ph->p_memsz;
-        if (target >= start && target < end) {
-            libssh2_text_start = start;
-            libssh2_text_end = end;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static void setup(void) {
     openssl_cipher = (cipher_function)dlsym(RTLD_NEXT, "EVP_Cipher");
     openssl_free = (free_function)dlsym(RTLD_NEXT, "EVP_CIPHER_CTX_free");
-    void *libssh2_function = dlsym(RTLD_DEFAULT, "libssh2_session_init_ex");
-    if (libssh2_function) dl_iterate_phdr(find_text, libssh2_function);
-    const char *setting = getenv("DBGBOX_LIBSSH2_BATCH");
-    int wanted = !(setting && strcmp(setting, "0") == 0);
-    enabled = wanted && openssl_cipher && openssl_free && libssh2_text_end > libssh2_text_start;
-}
-
-static inline int from_libssh2(const void *return_address) {
-    uintptr_t address = (uintptr_t)return_address;
-    return address >= libssh2_text_start && address < libssh2_text_end;
+    enabled = dbgbox_libssh2_locate() && openssl_cipher && openssl_free;
 }
 
 static void release(struct keystream *ks) {
@@ -180,7 +152,7 @@ int EVP_Cipher(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *in,
         pthread_once(&setup_once, setup);
         if (!openssl_cipher) return -1;
     }
-    if (!enabled || !ctx || !out || !in || !from_libssh2(__builtin_return_address(0)))
+    if (!enabled || !ctx || !out || !in || !dbgbox_from_libssh2(__builtin_return_address(0)))
         return openssl_cipher(ctx, out, in, inl);
     struct keystream *ks;
     uint64_t now = atomic_load_explicit(&releases, memory_order_acquire);
@@ -205,7 +177,7 @@ int EVP_Cipher(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *in,
 void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx) {
     pthread_once(&setup_once, setup);
     if (!openssl_free) return;
-    if (ctx && enabled && from_libssh2(__builtin_return_address(0))) {
+    if (ctx && enabled && dbgbox_from_libssh2(__builtin_return_address(0))) {
         void *data = EVP_CIPHER_CTX_get_app_data(ctx);
         if (data == NOT_CTR) {
             EVP_CIPHER_CTX_set_app_data(ctx, NULL);

@@ -190,6 +190,7 @@ public final class NonBlockingSSHSession {
         freed = true
         var attempts = 0
         while libssh2_session_free(raw) == Self.again && attempts < 100 { attempts += 1 }
+        MACFastPath.forget()
     }
 }
 

@@ -32,6 +32,7 @@ public final class SSHSession {
         if rc != 0 {
             let error = SSHError.last(raw, call: "libssh2_session_handshake", code: rc)
             libssh2_session_free(raw)
+            MACFastPath.forget()
             Glibc.close(socket)
             closed = true
             throw error
@@ -102,6 +103,7 @@ public final class SSHSession {
         closed = true
         libssh2_session_disconnect_ex(raw, SSH_DISCONNECT_BY_APPLICATION, "dbgbox closing", "")
         libssh2_session_free(raw)
+        MACFastPath.forget()
         Glibc.close(socket)
     }
 }

@@ -104,11 +104,14 @@ final class TunnelEngineTests: XCTestCase {
     }
 
     // (2) 100 MiB up and 100 MiB down at the same time, SHA-256 on both ends.
-    // Both sessions' AES-CTR contexts go through the batched keystream (CipherBatch), so the
-    // checksums also prove its bytes against OpenSSH's on a real transfer.
+    // Both sessions' AES-CTR contexts go through the batched keystream (CipherBatch) and their
+    // MACs through the fast path (MACFastPath), so the checksums and OpenSSH's MAC checks also
+    // prove their bytes on a real transfer.
     func testHundredMiBBothDirections() throws {
         XCTAssertTrue(CipherBatch.isEnabled, "libssh2's AES-CTR calls are not batched in this process")
+        XCTAssertTrue(MACFastPath.isEnabled, "libssh2's HMAC calls do not take the fast path in this process")
         let contextsBefore = CipherBatch.contexts
+        let macsBefore = MACFastPath.count
         let (tunnel, stop) = try startTunnel(configuration(), delegate: delegate())
         defer { stop() }
         let size = 100 << 20
@@ -134,6 +137,8 @@ final class TunnelEngineTests: XCTestCase {
         XCTAssertEqual(tunnel.stats.bytesUp >= UInt64(size), true)
         // Login and node sessions: a context each way, each.
         XCTAssertGreaterThanOrEqual(CipherBatch.contexts - contextsBefore, 4, "the tunnel's sessions did not use the batched keystream")
+        // 200 MiB in packets of at most 32 KiB, each MACed by both sessions (sent or checked).
+        XCTAssertGreaterThanOrEqual(MACFastPath.count - macsBefore, 2 * 6400, "the tunnel's sessions did not use the fast MAC path")
     }
 
     // (3) 64 concurrent connections, each checksummed (half upload, half download).

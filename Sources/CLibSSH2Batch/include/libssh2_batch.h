@@ -22,4 +22,23 @@ uint64_t dbgbox_batch_contexts(void);
  * byte matches, else a positive code saying which check failed. */
 int dbgbox_batch_selftest(size_t rounds);
 
+/*
+ * HMAC and padding bytes for libssh2 1.10 without OpenSSL 3's per-call setup (libssh2_mac.c).
+ */
+
+/* Whether libssh2's HMAC and RAND_bytes calls take the fast path in this process. */
+int dbgbox_mac_enabled(void);
+
+/* How many MACs libssh2 has started on the fast path so far (a probe for tests). */
+uint64_t dbgbox_mac_count(void);
+
+/* Wipes the table of MAC key states (the SSH module calls it whenever it frees a session; live
+ * sessions derive theirs again on their next packet). */
+void dbgbox_mac_forget(void);
+
+/* Checks the fast HMAC against OpenSSL's HMAC (SHA-1, SHA-256, SHA-512; keys of libssh2's sizes,
+ * longer than a block and empty; data in two pieces) over `rounds` MACs. Returns 0 when every
+ * byte matches, else a positive code saying which check failed. */
+int dbgbox_mac_selftest(size_t rounds);
+
 #endif
