@@ -67,6 +67,17 @@ public final class SessionTransport: @unchecked Sendable {
     private var aheadEnd = 0
     public static let readAheadSize = 256 * 1024
 
+    /// `.tcp`: after a recv that took less than it asked for (it emptied the socket), say EAGAIN
+    /// instead of asking the socket again until `socketReadable()`. Such a recv finds nothing
+    /// almost always (one wasted system call per message), and the owner's level-triggered poll
+    /// sees whatever came since. Off unless the owner sets it; it must then call
+    /// `socketReadable()` whenever its poll finds the socket readable (or did not ask).
+    public var waitAfterShortRead = false
+    private var emptiedByShortRead = false
+
+    /// The owner's poll found the socket readable: the next read may ask it again.
+    public func socketReadable() { emptiedByShortRead = false }
+
     /// `.tcp`: input already taken from the socket that libssh2 has not had yet. A poll does not
     /// see it: the owner must not wait on the socket while this holds bytes.
     public var hasReadAhead: Bool { aheadEnd > aheadStart }
@@ -151,6 +162,10 @@ public final class SessionTransport: @unchecked Sendable {
     /// RECV for the session's own socket: from the read-ahead, refilled by one recv when empty.
     private func receiveAhead(into buffer: UnsafeMutableRawPointer, length: Int, flags: Int32) -> Int {
         if aheadStart == aheadEnd {
+            if emptiedByShortRead {
+                sawWouldBlock = true
+                return -Int(EAGAIN)
+            }
             if readAhead == nil { readAhead = .allocate(byteCount: Self.readAheadSize, alignment: 16) }
             let n = Glibc.recv(fd, readAhead, Self.readAheadSize, flags)
             if n < 0 {
@@ -159,6 +174,7 @@ public final class SessionTransport: @unchecked Sendable {
                 return -Int(e)
             }
             if n == 0 { socketError = -1; return 0 }
+            if waitAfterShortRead && n < Self.readAheadSize { emptiedByShortRead = true }
             aheadStart = 0
             aheadEnd = n
         }

@@ -101,4 +101,29 @@ final class TunnelBufferTests: XCTestCase {
         XCTAssertEqual(transport.received, 40_000)
         XCTAssertEqual(got, payload)
     }
+
+    // With `waitAfterShortRead` (the login hop's), a recv that emptied the socket is not followed
+    // by another (it would say EAGAIN): the transport waits for the owner's poll to say readable.
+    func testShortReadWaitsForPollBeforeAskingTheSocketAgain() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        XCTAssertEqual(fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK), 0)
+        let transport = SessionTransport(tcpSocket: fds[1])
+        transport.waitAfterShortRead = true
+        var abstract: UnsafeMutableRawPointer? = Unmanaged.passUnretained(transport).toOpaque()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 16384, alignment: 16)
+        defer { buffer.deallocate() }
+        func recvOnce() -> Int { SessionTransport.recvCallback(fds[1], buffer, 16384, 0, &abstract) }
+        func peer(_ count: Int) -> Int { [UInt8](repeating: 1, count: count).withUnsafeBytes { send(fds[0], $0.baseAddress, count, 0) } }
+        transport.allowReads(.max)
+        XCTAssertEqual(peer(100), 100)
+        XCTAssertEqual(recvOnce(), 100, "a short recv: the socket is empty now")
+        XCTAssertEqual(peer(50), 50)
+        XCTAssertEqual(recvOnce(), -Int(EAGAIN), "no second recv before the owner's poll")
+        XCTAssertTrue(transport.sawWouldBlock, "the owner treats the socket as drained")
+        transport.socketReadable()
+        XCTAssertEqual(recvOnce(), 50, "after poll said readable, the socket is asked again")
+        XCTAssertEqual(transport.received, 150)
+    }
 }

@@ -111,6 +111,9 @@ final class LoginPump: @unchecked Sendable {
     private func loop() -> String? {
         let tcp = session.transport
         let signal = node.inboxSignal
+        // A short recv emptied the socket: wait for poll rather than ask it again (the pass
+        // tells the transport when poll finds it readable).
+        tcp.waitAfterShortRead = true
         hopLock.lock()
         defer {
             ended = true
@@ -191,6 +194,7 @@ final class LoginPump: @unchecked Sendable {
     private func pass(wakeReadable: Bool, socketReadable: Bool, foreign: Bool) -> End? {
         let tcp = session.transport
         if wakeReadable { wake.drain() }
+        if socketReadable { tcp.socketReadable() }
         if !foreign && stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }
 
         // Carrier → node inbox, while the node side keeps up.
