@@ -97,9 +97,9 @@ struct mac_context {
     union digest_state running;
 };
 
-/* Keys seen lately (most recent first), with their states. */
+/* A key seen lately, with its states. */
 struct table_entry {
-    int used;
+    uint64_t last_use; /* 0: unused */
     int nid;
     size_t key_length;
     unsigned char key[MAX_KEY];
@@ -125,6 +125,7 @@ static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct table_entry table[TABLE_SIZE];
+static uint64_t table_clock;
 
 struct pool {
     size_t position;
@@ -197,7 +198,8 @@ static void derive(struct keyed *out, const struct digest *d, const unsigned cha
     OPENSSL_cleanse(hashed, sizeof hashed);
 }
 
-/* The key's states, from the table or derived (and then remembered). */
+/* The key's states, from the table or derived (and then remembered in place of the entry used
+ * least lately, which is wiped). */
 static void keyed_for(struct keyed *out, const struct digest *d, const unsigned char *key, size_t length) {
     if (length > MAX_KEY) {
         derive(out, d, key, length);
@@ -206,29 +208,24 @@ static void keyed_for(struct keyed *out, const struct digest *d, const unsigned 
     pthread_mutex_lock(&table_lock);
     for (size_t i = 0; i < TABLE_SIZE; i++) {
         struct table_entry *e = &table[i];
-        if (!e->used || e->nid != d->nid || e->key_length != length || memcmp(e->key, key, length) != 0) continue;
+        if (!e->last_use || e->nid != d->nid || e->key_length != length || memcmp(e->key, key, length) != 0) continue;
+        e->last_use = ++table_clock;
         *out = e->keyed;
-        if (i > 0) {
-            /* Most recent first: the hot keys are found at once. */
-            struct table_entry found = *e;
-            memmove(&table[1], &table[0], i * sizeof table[0]);
-            table[0] = found;
-            OPENSSL_cleanse(&found, sizeof found);
-        }
         pthread_mutex_unlock(&table_lock);
         return;
     }
     pthread_mutex_unlock(&table_lock);
     derive(out, d, key, length);
     pthread_mutex_lock(&table_lock);
-    /* The last entry (least recent) gives way, wiped. */
-    OPENSSL_cleanse(&table[TABLE_SIZE - 1], sizeof table[0]);
-    memmove(&table[1], &table[0], (TABLE_SIZE - 1) * sizeof table[0]);
-    table[0].used = 1;
-    table[0].nid = d->nid;
-    table[0].key_length = length;
-    memcpy(table[0].key, key, length);
-    table[0].keyed = *out;
+    struct table_entry *victim = &table[0];
+    for (size_t i = 1; i < TABLE_SIZE; i++)
+        if (table[i].last_use < victim->last_use) victim = &table[i];
+    OPENSSL_cleanse(victim, sizeof *victim);
+    victim->last_use = ++table_clock;
+    victim->nid = d->nid;
+    victim->key_length = length;
+    memcpy(victim->key, key, length);
+    victim->keyed = *out;
     pthread_mutex_unlock(&table_lock);
 }
 
