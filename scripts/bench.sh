@@ -12,9 +12,10 @@
 # download, half upload, all crc32-checked; aggregate MiB/s) and the tunnel's peak RSS (VmHWM, reset
 # before the streams; OpenSSH: both ssh processes summed). Each metric runs ROUNDS times per tunnel,
 # who goes first alternating by round; the figures are the medians (peak RSS: the highest), and each
-# round's ratio is printed too (the testbed's TCP makes single transfers vary by +-20%). Per-thread
-# CPU of every busy thread on the machine is printed under each measurement. Then ratios and the
-# issue's targets.
+# round's ratio is printed too (the testbed's TCP makes single transfers vary by +-20%). Under each
+# measurement: the busiest threads on the machine, each with its CPU and the time it waited on a run
+# queue (runnable, not running; /proc/*/schedstat), and how busy and idle the machine's CPUs were.
+# Then ratios and the issue's targets.
 #
 # Usage (root):  scripts/bench.sh [--quick] [--rounds N]
 #   --quick      128 MiB transfers, 4 MiB streams, fewer samples
@@ -237,7 +238,7 @@ echo "  OpenSSH: pid $SPID (ssh -L) + $PROXY_PID (ProxyCommand ssh -W)"
 echo
 
 # --- measure --------------------------------------------------------------------------------------
-echo "== measurements (round by round, who goes first alternating; CPU = busiest threads on the machine during that figure, % of one core) =="
+echo "== measurements (round by round, who goes first alternating; CPU = busiest threads on the machine during that figure, % of one core, and % of the time each waited for a CPU) =="
 ip netns exec "$TB_LAPTOP_NS" timeout 2800 "$PY" "$TOOL" run $QUICK --rounds "$ROUNDS" \
   --tunnel "dbgbox=$M=$DPID" --tunnel "openssh=$M2=$SPID,$PROXY_PID" \
   --label "$DPID=dbgbox" --label "$SPID=ssh-L" --label "$PROXY_PID=ssh-W" --label "$(pgrep -P "$SERVER_PID" | head -1)=target" \

@@ -320,9 +320,17 @@ def m_streams(port, pids, nstreams, each):
 HZ = os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks():
+    """The first line of /proc/stat: (busy, idle) ticks summed over all CPUs (idle includes iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v) - v[3] - v[4], v[3] + v[4]
+
+
 def cpu_snapshot():
-    """(pid, tid) -> (process comm, thread comm, CPU ticks) for every thread on the machine."""
-    snap = {}
+    """(pid, tid) -> (process comm, thread comm, CPU ticks, ns waited on a run queue) for every
+    thread on the machine; key None -> the machine's (busy, idle) ticks."""
+    snap = {None: machine_ticks()}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -341,22 +349,35 @@ def cpu_snapshot():
             rp = st.rfind(")")
             tcomm = st[st.find("(") + 1:rp]
             fields = st[rp + 2:].split()
-            snap[(int(pid), int(tid))] = (pcomm, tcomm, int(fields[11]) + int(fields[12]))
+            try:
+                # schedstat: ns on a CPU, ns runnable but waiting for one, timeslices.
+                with open("/proc/%s/task/%s/schedstat" % (pid, tid)) as f:
+                    waited = int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                waited = 0
+            snap[(int(pid), int(tid))] = (pcomm, tcomm, int(fields[11]) + int(fields[12]), waited)
     return snap
 
 
 def cpu_diff(before, after, wall, top=8):
     rows = []
-    for key, (pcomm, tcomm, ticks) in after.items():
-        prev = before.get(key, (None, None, 0))[2]
-        d = (ticks - prev) / HZ
+    for key, value in after.items():
+        if key is None:
+            continue
+        pcomm, tcomm, ticks, waited = value
+        prev = before.get(key, (None, None, 0, 0))
+        d = (ticks - prev[2]) / HZ
         if d > 0:
-            rows.append((d, key[0], key[1], pcomm, tcomm))
+            rows.append((d, key[0], key[1], pcomm, tcomm, (waited - prev[3]) / 1e9))
     rows.sort(reverse=True)
     total = sum(r[0] for r in rows)
+    busy, idle = (a - b for a, b in zip(after[None], before[None]))
+    ncpu = os.cpu_count() or 1
     return {"wall": wall, "total_cpu": total,
+            "machine_busy_pct": round(100 * ncpu * busy / max(1, busy + idle)),
+            "machine_idle_pct": round(100 * ncpu * idle / max(1, busy + idle)), "ncpu": ncpu,
             "top": [{"cpu_s": round(r[0], 2), "pct": round(100 * r[0] / wall, 1), "pid": r[1], "tid": r[2],
-                     "proc": r[3], "thread": r[4]} for r in rows[:top]]}
+                     "proc": r[3], "thread": r[4], "wait_pct": round(100 * r[5] / wall)} for r in rows[:top]]}
 
 
 # --------------------------------------------------------------------------------------------- run + report
@@ -388,8 +409,9 @@ def fmt_cpu(cpu, labels):
             continue
         who = labels.get(r["pid"]) or auto_label(r["pid"], r["proc"])
         name = who if r["thread"] == r["proc"] else "%s/%s" % (who, r["thread"])
-        out.append("%s[%d] %.0f%%" % (name, r["tid"], r["pct"]))
-    return ", ".join(out)
+        out.append("%s[%d] %.0f%% (waited %d%%)" % (name, r["tid"], r["pct"], r["wait_pct"]))
+    return ", ".join(out) + "; machine: %d%% busy, %d%% idle of %d%%" % (
+        cpu["machine_busy_pct"], cpu["machine_idle_pct"], 100 * cpu["ncpu"])
 
 
 def cmd_run(a):
