@@ -223,6 +223,16 @@ public final class SSHChannel {
 
     public var isEOF: Bool { libssh2_channel_eof(raw) != 0 }
 
+    /// Whether the peer closed the channel (its SSH_MSG_CHANNEL_CLOSE arrived), not only sent
+    /// EOF. libssh2 1.10 has no accessor for this; `libssh2_channel_wait_closed` returns 0
+    /// exactly when the close has arrived, after reading the transport (unbounded) until it has
+    /// or until EAGAIN. Its only state across an EAGAIN is a trace flag, so asking again later
+    /// (or never, once the channel is freed) leaves nothing half-done. Only meaningful after EOF.
+    public var isClosedByPeer: Bool {
+        guard isEOF else { return false }
+        return libssh2_channel_wait_closed(raw) == 0
+    }
+
     /// Enlarges our receive window by `bytes` (non-blocking; returns a libssh2 code).
     public func adjustReceiveWindow(by bytes: UInt) -> Int32 {
         var window: UInt32 = 0

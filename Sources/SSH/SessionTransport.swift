@@ -39,23 +39,39 @@ public final class SessionTransport: @unchecked Sendable {
     /// read the transport first) and file the packets for any channel, where no fd says so: a
     /// loop that sees this counter move after a channel's read said EAGAIN must not sleep.
     public private(set) var received: UInt64 = 0
-    /// Bytes the RECV callback may still hand libssh2 before it says EAGAIN (`allowReads`).
+    /// Bytes the RECV callback may still hand libssh2 before it says EAGAIN (`withReadAllowance`).
     public private(set) var readAllowance = Int.max
-    /// Whether the allowance ran out since `allowReads`: input may still be waiting, unseen.
+    /// Whether the allowance ran out in the last `withReadAllowance`: input may still be waiting, unseen.
     public private(set) var allowanceSpent = false
 
-    /// Bounds what the next libssh2 call may take in. A channel read decrypts *everything*
-    /// waiting before it returns anything (it reads the transport until EAGAIN); with a bound
-    /// each call hands on a slice at once, so the next thread works on it while this one goes on
-    /// decrypting, instead of the two threads taking turns. Input held back stays in the socket
-    /// (level-triggered poll sees it) or in the inbox (the owner checks `allowanceSpent`).
-    public func allowReads(_ bytes: Int) {
+    /// Bounds what libssh2 may take in during `body` (one call, or one phase of a pass), then
+    /// lifts the bound. A channel read decrypts *everything* waiting before it returns anything
+    /// (it reads the transport until EAGAIN); with a bound each call hands on a slice at once, so
+    /// the next thread works on it while this one goes on decrypting, instead of the two threads
+    /// taking turns. Input held back stays in the socket (level-triggered poll sees it) or in the
+    /// inbox (the owner checks `allowanceSpent`).
+    ///
+    /// The rule (issue 11): a bound never outlives the call it was set for. Every other libssh2
+    /// call on the session (channel open, free, close, send_eof, keepalive) must be able to read
+    /// the transport to its end. Before this was scoped, a bound left spent by a connection's last
+    /// read stayed in force after that connection was retired; the next `channel_open` then saw
+    /// EAGAIN from RECV while its confirmation sat in the inbox behind the dead channel's data,
+    /// spun, and after LIBSSH2_READ_TIMEOUT (60 s) libssh2's `_libssh2_packet_requirev`
+    /// (packet.c:1315 in 1.10.0) said LIBSSH2_ERROR_TIMEOUT, reported by `_libssh2_channel_open`
+    /// as "Unexpected error" (channel.c:239): the node hop went down with every connection on it.
+    @inline(__always)
+    public func withReadAllowance<T>(_ bytes: Int, _ body: () throws -> T) rethrows -> T {
         readAllowance = bytes
         allowanceSpent = false
         sawWouldBlock = false
+        defer { readAllowance = .max }
+        return try body()
     }
 
-    /// `.tcp`: whether a recv said EAGAIN since `allowReads`: the socket was empty then, so a
+    /// Whether no bound is in force (outside `withReadAllowance`).
+    public var readsUnbounded: Bool { readAllowance == .max }
+
+    /// `.tcp`: whether a recv said EAGAIN since the last `withReadAllowance` began: the socket was empty then, so a
     /// read that follows need not ask it again before the next poll.
     public private(set) var sawWouldBlock = false
 
@@ -188,7 +204,7 @@ public final class SessionTransport: @unchecked Sendable {
     /// `n` bytes went to libssh2.
     private func counted(_ n: Int) {
         received &+= UInt64(n)
-        readAllowance &-= n
+        if readAllowance != .max { readAllowance &-= n }
     }
 
     // MARK: libssh2 callbacks

@@ -68,7 +68,7 @@ final class TunnelBufferTests: XCTestCase {
         XCTAssertEqual(CipherBatch.selfTest(rounds: 100), 0)
     }
     /// The login socket is read ahead: one recv takes what the socket holds, and libssh2's 16 KiB
-    /// requests are served from it. A bound (`allowReads`) still stops libssh2 midway, and only an
+    /// requests are served from it. A bound (`withReadAllowance`) still stops libssh2 midway, and only an
     /// empty read-ahead asks the socket again.
     func testTCPReadAheadServesLibSSH2FromOneRecv() throws {
         var fds: [Int32] = [0, 0]
@@ -86,14 +86,16 @@ final class TunnelBufferTests: XCTestCase {
             if n > 0 { got += UnsafeRawBufferPointer(start: buffer, count: n) }
             return n
         }
-        transport.allowReads(20_000)
-        XCTAssertEqual(recvOnce(), 16384)
-        XCTAssertTrue(transport.hasReadAhead, "one recv took all 40000 bytes")
-        XCTAssertEqual(recvOnce(), 16384)
-        XCTAssertEqual(recvOnce(), -Int(EAGAIN), "the allowance stops libssh2")
+        transport.withReadAllowance(20_000) {
+            XCTAssertEqual(recvOnce(), 16384)
+            XCTAssertTrue(transport.hasReadAhead, "one recv took all 40000 bytes")
+            XCTAssertEqual(recvOnce(), 16384)
+            XCTAssertEqual(recvOnce(), -Int(EAGAIN), "the allowance stops libssh2")
+        }
         XCTAssertTrue(transport.allowanceSpent)
         XCTAssertFalse(transport.sawWouldBlock)
-        transport.allowReads(.max)
+        // The bound ended with the call it was set for: the next call reads on.
+        XCTAssertTrue(transport.readsUnbounded)
         XCTAssertEqual(recvOnce(), 40_000 - 32768)
         XCTAssertFalse(transport.hasReadAhead)
         XCTAssertEqual(recvOnce(), -Int(EAGAIN))
@@ -116,7 +118,6 @@ final class TunnelBufferTests: XCTestCase {
         defer { buffer.deallocate() }
         func recvOnce() -> Int { SessionTransport.recvCallback(fds[1], buffer, 16384, 0, &abstract) }
         func peer(_ count: Int) -> Int { [UInt8](repeating: 1, count: count).withUnsafeBytes { send(fds[0], $0.baseAddress, count, 0) } }
-        transport.allowReads(.max)
         XCTAssertEqual(peer(100), 100)
         XCTAssertEqual(recvOnce(), 100, "a short recv: the socket is empty now")
         XCTAssertEqual(peer(50), 50)

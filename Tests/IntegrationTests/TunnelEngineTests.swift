@@ -6,31 +6,8 @@ import SSH
 
 /// The tunnel engine end to end on loopback: two throwaway sshd ("login" and "node"), a target
 /// TCP server, and the engine in this process authenticating as the test user.
-final class TunnelEngineTests: XCTestCase {
-    private var dir = ""
-    private var keyPath = ""
-    private var login: TestSSHD!
-    private var node: TestSSHD!
-    private var target: TargetServer!
-
-    override func setUpWithError() throws {
-        try IT.require(UserIdentity.lookup(name: IT.testUser) != nil, "test user \(IT.testUser)")
-        dir = try IT.scratchDir("tunnel")
-        keyPath = "\(dir)/id_ed25519"
-        let keygen = try IT.runner.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tunnel-test", "-f", keyPath])
-        XCTAssertTrue(keygen.succeeded, keygen.stderrText)
-        let pub = try String(contentsOfFile: keyPath + ".pub", encoding: .utf8)
-        login = try TestSSHD(user: IT.testUser, authorizedKeys: pub)
-        node = try TestSSHD(user: IT.testUser, authorizedKeys: pub)
-        target = try TargetServer()
-    }
-
-    override func tearDown() {
-        target?.stop()
-        login?.stop()
-        node?.stop()
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+final class TunnelEngineTests: TunnelRigTestCase {
+    override var rigLabel: String { "tunnel" }
 
     private func hop(_ sshd: TestSSHD, label: String, key: String? = nil) -> TunnelHop {
         TunnelHop(host: "127.0.0.1", port: Int(sshd.port), user: IT.testUser,
@@ -43,22 +20,6 @@ final class TunnelEngineTests: XCTestCase {
         if let nodePort { nodeHop.port = nodePort }
         return TunnelConfiguration(login: hop(login, label: "login host", key: loginKey), node: nodeHop, nodeVia: nodeVia,
                                    targetPort: Int(target.port), localPort: localPort, keepaliveInterval: 5, connectTimeout: 10)
-    }
-
-    /// Starts a tunnel and runs it on a background thread; returns it and a stopper that waits.
-    private func startTunnel(_ config: TunnelConfiguration, delegate: RecordingDelegate) throws -> (Tunnel, () -> Void) {
-        let tunnel = Tunnel(configuration: config, delegate: delegate)
-        try tunnel.start()
-        let finished = DispatchSemaphore(value: 0)
-        Thread { tunnel.run(); finished.signal() }.start()
-        return (tunnel, {
-            tunnel.stop()
-            XCTAssertEqual(finished.wait(timeout: .now() + 10), .success, "run() did not return after stop()")
-        })
-    }
-
-    private func delegate() -> RecordingDelegate {
-        RecordingDelegate(expected: ["login host": login.hostKeyLine, "node": node.hostKeyLine])
     }
 
     // (1) One echo round trip through both hops.
@@ -199,7 +160,7 @@ final class TunnelEngineTests: XCTestCase {
         var three = [UInt8](repeating: 0, count: 3)
         XCTAssertEqual(recv(held, &three, 3, Int32(MSG_WAITALL)), 3)
 
-        let children = try sshdChildren(of: login)
+        let children = try Self.sshdChildren(of: login)
         XCTAssertFalse(children.isEmpty, "no per-connection sshd child found")
         let killed = Date()
         for pid in children { kill(pid, SIGKILL) }
@@ -292,7 +253,7 @@ final class TunnelEngineTests: XCTestCase {
     // MARK: helpers
 
     /// The per-connection processes of an sshd (its children and their children), not the listener.
-    private func sshdChildren(of sshd: TestSSHD) throws -> [pid_t] {
+    static func sshdChildren(of sshd: TestSSHD) throws -> [pid_t] {
         let listeners = try IT.runner.run(["pgrep", "-f", "\(sshd.dir)/sshd_config"]).stdoutText
             .split(whereSeparator: \.isNewline).compactMap { pid_t($0) }
         var result: [pid_t] = []
@@ -315,6 +276,12 @@ final class TunnelEngineTests: XCTestCase {
         XCTAssertEqual(back, payload, file: file, line: line)
     }
 
+    /// Makes `close` send a reset (SO_LINGER 0) instead of a FIN.
+    static func resetOnClose(_ fd: Int32) {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+    }
+
     static func connect(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
@@ -327,6 +294,8 @@ final class TunnelEngineTests: XCTestCase {
         guard ok else { close(fd); throw DbgboxError("connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
         var tv = timeval(tv_sec: 60, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         return fd
     }
 
@@ -416,7 +385,69 @@ enum Pattern {
     }
 }
 
-/// The target behind the node: "E" echo, "S" sink (replies SHA-256), "G" source (size, seed).
+/// A test case on a `TunnelRig` (made per test), with a recording delegate that knows its
+/// sshds' host keys and a tunnel run on a background thread.
+class TunnelRigTestCase: XCTestCase {
+    var rigLabel: String { "rig" }
+    private(set) var rig: TunnelRig!
+    var dir: String { rig.dir }
+    var keyPath: String { rig.keyPath }
+    var login: TestSSHD { rig.login }
+    var node: TestSSHD { rig.node }
+    var target: TargetServer { rig.target }
+
+    override func setUpWithError() throws { rig = try TunnelRig(label: rigLabel) }
+
+    override func tearDown() { rig?.stop() }
+
+    func delegate() -> RecordingDelegate {
+        RecordingDelegate(expected: ["login host": login.hostKeyLine, "node": node.hostKeyLine])
+    }
+
+    /// Starts a tunnel and runs it on a background thread; returns it and a stopper that waits.
+    func startTunnel(_ config: TunnelConfiguration, delegate: RecordingDelegate) throws -> (Tunnel, () -> Void) {
+        let tunnel = Tunnel(configuration: config, delegate: delegate)
+        try tunnel.start()
+        let finished = DispatchSemaphore(value: 0)
+        Thread { tunnel.run(); finished.signal() }.start()
+        return (tunnel, {
+            tunnel.stop()
+            XCTAssertEqual(finished.wait(timeout: .now() + 10), .success, "run() did not return after stop()")
+        })
+    }
+}
+
+/// What the loopback tunnel tests stand on: a key for the test user, two throwaway sshds
+/// ("login" and "node") that take it, and a target server behind the node.
+struct TunnelRig {
+    let dir: String
+    let keyPath: String
+    let login: TestSSHD
+    let node: TestSSHD
+    let target: TargetServer
+
+    init(label: String) throws {
+        try IT.require(UserIdentity.lookup(name: IT.testUser) != nil, "test user \(IT.testUser)")
+        dir = try IT.scratchDir(label)
+        keyPath = "\(dir)/id_ed25519"
+        let keygen = try IT.runner.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "\(label)-test", "-f", keyPath])
+        XCTAssertTrue(keygen.succeeded, keygen.stderrText)
+        let pub = try String(contentsOfFile: keyPath + ".pub", encoding: .utf8)
+        login = try TestSSHD(user: IT.testUser, authorizedKeys: pub)
+        node = try TestSSHD(user: IT.testUser, authorizedKeys: pub)
+        target = try TargetServer()
+    }
+
+    func stop() {
+        target.stop()
+        login.stop()
+        node.stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+/// The target behind the node: "E" echo, "S" sink (replies SHA-256), "G" source (size, seed),
+/// "C" closes after N bytes, "R" sends N bytes then resets, "N" never answers.
 final class TargetServer: @unchecked Sendable {
     let fd: Int32
     let port: UInt16
@@ -440,6 +471,8 @@ final class TargetServer: @unchecked Sendable {
         while !stopped {
             let c = accept(fd, nil, nil)
             if c < 0 { if stopped { return }; continue }
+            var one: Int32 = 1
+            setsockopt(c, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             Thread { Self.serve(c) }.start()
         }
     }
@@ -471,9 +504,33 @@ final class TargetServer: @unchecked Sendable {
             let size = header[0..<8].reduce(0) { $0 << 8 | Int($1) }
             let seed = header[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             try? Pattern.stream(size: size, seed: seed) { try TunnelEngineTests.sendAll(c, $0.baseAddress!, $0.count) }
+        case UInt8(ascii: "C"):
+            // Closes after reading N bytes (the far end gives up mid-upload).
+            guard let limit = readCount(c) else { return }
+            var total = 0
+            while total < limit {
+                let n = recv(c, buffer.baseAddress, min(buffer.count, limit - total), 0)
+                if n <= 0 { return }
+                total += n
+            }
+        case UInt8(ascii: "R"):
+            // Sends N bytes, then resets the connection (SO_LINGER 0).
+            guard let count = readCount(c) else { return }
+            try? Pattern.stream(size: count, seed: 1) { try TunnelEngineTests.sendAll(c, $0.baseAddress!, $0.count) }
+            TunnelEngineTests.resetOnClose(c)
+        case UInt8(ascii: "N"):
+            // Never answers: takes what comes until the client closes.
+            while recv(c, buffer.baseAddress, buffer.count, 0) > 0 {}
         default:
             return
         }
+    }
+
+    /// A big-endian u32 after the command byte.
+    private static func readCount(_ c: Int32) -> Int? {
+        var header = [UInt8](repeating: 0, count: 4)
+        guard recv(c, &header, 4, Int32(MSG_WAITALL)) == 4 else { return nil }
+        return header.reduce(0) { $0 << 8 | Int($1) }
     }
 }
 

@@ -25,7 +25,7 @@ final class LoginPump: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
 
     static let readSize = 256 * 1024
-    /// What one carrier read may take from the socket (`SessionTransport.allowReads`): the node
+    /// What one carrier read may take from the socket (`SessionTransport.withReadAllowance`): the node
     /// thread starts on each slice while this one decrypts the next.
     static let readSlice = 64 * 1024
 
@@ -204,8 +204,7 @@ final class LoginPump: @unchecked Sendable {
         // Bytes already read ahead from the socket count as readable (`hasReadAhead`).
         var socketDrained = !socketReadable && !tcp.hasReadAhead
         while !node.inbox.isAboveHighWater {
-            tcp.allowReads(socketDrained ? 0 : Self.readSlice)
-            let n = carrier.read(into: buffer, count: Self.readSize)
+            let n = tcp.withReadAllowance(socketDrained ? 0 : Self.readSlice) { carrier.read(into: buffer, count: Self.readSize) }
             if tcp.sawWouldBlock { socketDrained = true }
             if n > 0 { node.deliver(buffer, count: n); continue }
             if n == Int(NonBlockingSSHSession.again) {
@@ -221,8 +220,35 @@ final class LoginPump: @unchecked Sendable {
             }
             return End(reason: failureText(Int32(n), "reading the channel to the node"))
         }
-        // The socket said EAGAIN just now: the writes below need not ask it again.
-        tcp.allowReads(socketDrained ? 0 : Self.readSlice)
+        // The socket said EAGAIN just now: the writes below need not ask it again. The bound
+        // ends with them (`withReadAllowance`).
+        if let end = tcp.withReadAllowance(socketDrained ? 0 : Self.readSlice, { moveOut() }) { return end }
+
+        nextKeepalive = -1
+        do {
+            nextKeepalive = try session.sendKeepalive()
+        } catch {
+            return End(reason: "\(error)")
+        }
+
+        if let deadline = stopDeadline, (stagedPos == stagedLen && node.outbox.isEmpty) || monotonicNow() > deadline {
+            _ = carrier.sendEOF()
+            _ = carrier.close()
+            session.disconnect()
+            _ = tcp.flush()
+            return End(reason: nil)
+        }
+
+        guard tcp.flush() else { return End(reason: "connection lost: \(String(cString: strerror(tcp.socketError)))") }
+        if tcp.socketError == -1 { return End(reason: "connection closed by the login host") }
+        if tcp.socketError > 0 { return End(reason: "connection lost: \(String(cString: strerror(tcp.socketError)))") }
+        return nil
+    }
+
+    /// Reads ssh -W's stderr (exec route) and moves the node outbox into the carrier, while the
+    /// TCP outbox is not backed up. Returns non-nil when the hop failed.
+    private func moveOut() -> End? {
+        let tcp = session.transport
         if isExec {
             // Drain ssh -W's stderr: it shares the window, and it explains failures.
             while true {
@@ -250,24 +276,6 @@ final class LoginPump: @unchecked Sendable {
             return End(reason: failureText(Int32(n), "writing the channel to the node"))
         }
 
-        nextKeepalive = -1
-        do {
-            nextKeepalive = try session.sendKeepalive()
-        } catch {
-            return End(reason: "\(error)")
-        }
-
-        if let deadline = stopDeadline, (stagedPos == stagedLen && node.outbox.isEmpty) || monotonicNow() > deadline {
-            _ = carrier.sendEOF()
-            _ = carrier.close()
-            session.disconnect()
-            _ = tcp.flush()
-            return End(reason: nil)
-        }
-
-        guard tcp.flush() else { return End(reason: "connection lost: \(String(cString: strerror(tcp.socketError)))") }
-        if tcp.socketError == -1 { return End(reason: "connection closed by the login host") }
-        if tcp.socketError > 0 { return End(reason: "connection lost: \(String(cString: strerror(tcp.socketError)))") }
         return nil
     }
 

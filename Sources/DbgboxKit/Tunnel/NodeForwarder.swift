@@ -21,6 +21,9 @@ final class ForwardedConnection {
     var down = ChunkBuffer()
     var downEOF = false
     var shutWrite = false
+    /// The node closed the channel (not only EOF): what the client still sends has nowhere to
+    /// go, so the connection ends once the client has what came before the close.
+    var peerClosed = false
     /// Whether the last poll found the client readable (or was not asked): a recv otherwise
     /// would only say EAGAIN.
     var clientReadable = true
@@ -34,7 +37,7 @@ final class ForwardedConnection {
         self.peer = peer
     }
 
-    var isDone: Bool { error != nil || (eofSent && downEOF && down.isEmpty) }
+    var isDone: Bool { error != nil || ((eofSent || peerClosed) && downEOF && down.isEmpty) }
 }
 
 /// Bytes of one read on their way out. A read goes into the forwarder's shared scratch buffer;
@@ -135,7 +138,7 @@ final class NodeForwarder {
     static let channelPacket: UInt32 = 32 << 10
     /// Client → channel reads: a multiple of what one channel_write sends (no small tail packets).
     static let upChunk = 2 * SSHChannel.maxWrite
-    /// What one channel read may take from the inbox (`SessionTransport.allowReads`): each read
+    /// What one channel read may take from the inbox (`SessionTransport.withReadAllowance`): each read
     /// hands its bytes to the client while the login thread decrypts on.
     static let readSlice = 64 * 1024
     /// Channel → client reads.
@@ -440,7 +443,7 @@ final class NodeForwarder {
         }
         // Client → channel.
         var rounds = 0
-        while rounds < 4 && !transport.outbox.isAboveHighWater {
+        while !c.peerClosed && rounds < 4 && !transport.outbox.isAboveHighWater {
             rounds += 1
             if c.up.isEmpty && !c.upEOF && c.clientReadable {
                 let n = Glibc.recv(c.fd, c.up.space(upScratch), Self.upChunk, 0)
@@ -461,7 +464,7 @@ final class NodeForwarder {
             }
             if blocked || !c.up.isEmpty { break }
         }
-        if c.upEOF && c.up.isEmpty && !c.eofSent {
+        if c.upEOF && c.up.isEmpty && !c.eofSent && !c.peerClosed {
             let rc = channel.sendEOF()
             if rc == 0 { c.eofSent = true } else if rc == NonBlockingSSHSession.again { interested = true } else {
                 return channelError(c, rc)
@@ -474,8 +477,10 @@ final class NodeForwarder {
             if rounds == 4 { if c.down.isEmpty && !c.downEOF { moreBuffered = true }; break }
             rounds += 1
             if c.down.isEmpty && !c.downEOF {
-                transport.allowReads(Self.readSlice)
-                let n = channel.read(into: c.down.space(downScratch), count: Self.downChunk)
+                // The slice bounds this read only (`withReadAllowance`): the opens, frees and
+                // writes that follow must read the transport to its end.
+                let space = c.down.space(downScratch)
+                let n = transport.withReadAllowance(Self.readSlice) { channel.read(into: space, count: Self.downChunk) }
                 if n > 0 { c.down.filled(n) } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
                     if channel.isEOF { c.downEOF = true } else if transport.allowanceSpent {
                         // Input held back by the slice: this channel may have more behind it.
@@ -502,6 +507,15 @@ final class NodeForwarder {
                 c.error = String(cString: strerror(e))
                 return nil
             }
+        }
+        // A target that closes while its client still sends (a server that gives up mid-upload):
+        // sshd closes the channel and never opens its window again, so the client's bytes would
+        // wait for ever. As OpenSSH's client does, end the connection once the close arrived
+        // (checked after the reads above, which may have filed the close with the EOF).
+        if c.downEOF && !c.peerClosed && !c.upEOF && channel.isClosedByPeer {
+            c.peerClosed = true
+            c.upEOF = true
+            c.up.clear()
         }
         if c.downEOF && c.down.isEmpty && !c.shutWrite {
             c.shutWrite = true
