@@ -21,16 +21,17 @@ let package = Package(
             pkgConfig: "libssh2",
             providers: [.apt(["libssh2-1-dev"])]
         ),
-        // Also layer 1: libssh2 1.10 runs AES-CTR one 16-byte block per OpenSSL call; this makes
-        // the keystream in batches for libssh2's contexts (see libssh2_batch.c).
+        // Also layer 1: the fast path for libssh2 1.10 on OpenSSL 3 (AES-CTR keystream in batches,
+        // HMAC from kept key states, padding bytes from a pool), by interposing the OpenSSL functions
+        // libssh2 calls; on only after version checks and a self-test (see fastpath.c).
         .target(
-            name: "CLibSSH2Batch",
+            name: "CLibSSH2FastPath",
             linkerSettings: [.linkedLibrary("crypto")]
         ),
         // Layer 2: owns libssh2 lifetimes and errors; never prints.
         .target(
             name: "SSH",
-            dependencies: ["CLibSSH2", "CLibSSH2Batch"]
+            dependencies: ["CLibSSH2", "CLibSSH2FastPath"]
         ),
         // Layer 3: keys, Dockerfile rendering, container specs, hosts files, side-effect protocols.
         .target(

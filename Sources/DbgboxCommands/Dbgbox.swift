@@ -1,6 +1,7 @@
 import ArgumentParser
 import DbgboxKit
 import Foundation
+import SSH
 
 /// The root command. Subcommands live one per file in this module.
 public struct Dbgbox: ParsableCommand {
@@ -13,6 +14,8 @@ public struct Dbgbox: ParsableCommand {
         dbgbox down NAME when done. Step by step: image create, container create|list|rm, tunnel and \
         cleanup (with --login/--node they run docker on the node through the libssh2 chain).
         """,
+        // `--version` prints DbgboxVersion.report instead (DbgboxMain): it asks the fast path,
+        // which no other command without libssh2 should pay for.
         version: DbgboxVersion.current,
         // In the order of the story: the one-command flow first, then its steps.
         subcommands: [
@@ -34,12 +37,34 @@ public struct Dbgbox: ParsableCommand {
 
 public enum DbgboxVersion {
     public static let current = "0.1.0"
+
+    /// What `dbgbox --version` prints: dbgbox's version, the libssh2 and OpenSSL loaded (their
+    /// run-time versions, not the headers'), and the fast-path line.
+    static var report: String {
+        let status = FastPath.status
+        return """
+        dbgbox \(current)
+        libssh2 \(status.libssh2Version), \(status.openSSLVersion)
+        \(fastPathLine(status))
+        """
+    }
+
+    /// The one line `dbgbox --version` and `dbgbox status` give about the libssh2 fast path.
+    static func fastPathLine(_ status: FastPath.Status = FastPath.status) -> String {
+        "libssh2 fast path: \(status.summary)"
+    }
+
 }
 
 /// Runs dbgbox with the process arguments and exits. Every error becomes one line on stderr
 /// (`dbgbox: error: …`) and a non-zero exit code; help and version print as usual.
 public enum DbgboxMain {
     public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+        // The fast path decides on first use (libssh2's initialization, --version, status); a
+        // failed self-test, unlike a switch or a version it was not made for, is a fault: say so.
+        FastPath.onSelfTestFailure { status in
+            FileHandle.standardError.write(Data("dbgbox: warning: \(DbgboxVersion.fastPathLine(status))\n".utf8))
+        }
         do {
             var command = try Dbgbox.parseAsRoot(arguments)
             try command.run()
@@ -51,8 +76,10 @@ public enum DbgboxMain {
         } catch {
             let code = Dbgbox.exitCode(for: error)
             if code == .success {
-                // --help, --version and friends.
-                print(Dbgbox.fullMessage(for: error))
+                // --help, --version and friends; for --version, ArgumentParser's message is the
+                // configured version.
+                let message = Dbgbox.fullMessage(for: error)
+                print(message == DbgboxVersion.current ? DbgboxVersion.report : message)
                 exit(0)
             }
             // Argument errors: one line, with where to look for the right form.

@@ -1,13 +1,13 @@
-import CLibSSH2Batch
+import CLibSSH2FastPath
 
-/// AES-CTR in batches for libssh2 1.10 (Sources/CLibSSH2Batch/libssh2_batch.c).
+/// AES-CTR in batches for libssh2 1.10 (Sources/CLibSSH2FastPath/aes_ctr.c).
 ///
 /// libssh2 1.10 makes one OpenSSL call per 16-byte block of every packet; for its AES-CTR
 /// contexts the keystream is made 8 KiB at a time instead and each call XORs the next bytes of
-/// it. Nothing to call: the dynamic linker binds libssh2's calls to it. `DBGBOX_LIBSSH2_BATCH=0`
-/// turns it off (for comparison; scripts/bench.sh).
+/// it. Nothing to call: the dynamic linker binds libssh2's calls to it. Part of the fast path:
+/// on only when `FastPath.status` says so (`DBGBOX_LIBSSH2_BATCH=0`, versions, self-test).
 public enum CipherBatch {
-    /// Whether libssh2's AES-CTR calls are batched in this process.
+    /// Whether libssh2's AES-CTR calls are batched in this process (the fast path is on).
     public static var isEnabled: Bool { dbgbox_batch_enabled() != 0 }
 
     /// How many libssh2 cipher contexts have been batched so far.
@@ -19,13 +19,13 @@ public enum CipherBatch {
 }
 
 /// HMAC and padding bytes for libssh2 1.10 without OpenSSL 3's per-call setup
-/// (Sources/CLibSSH2Batch/libssh2_mac.c).
+/// (Sources/CLibSSH2FastPath/hmac_padding.c).
 ///
 /// libssh2 1.10 sets up a new OpenSSL HMAC context with its key for every packet and asks
 /// RAND_bytes for every packet's padding; for its calls the key's digest states are kept in a
 /// small table instead (wiped whenever a session is freed) and the padding comes from a
 /// per-thread pool of OpenSSL's random bytes. Nothing to call but `forget`: the dynamic linker
-/// binds libssh2's calls to it. `DBGBOX_LIBSSH2_BATCH=0` turns it off with the AES-CTR batches.
+/// binds libssh2's calls to it. Part of the fast path, on and off with the AES-CTR batches.
 public enum MACFastPath {
     /// Whether libssh2's HMAC and RAND_bytes calls take the fast path in this process.
     public static var isEnabled: Bool { dbgbox_mac_enabled() != 0 }

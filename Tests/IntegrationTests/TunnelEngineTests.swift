@@ -64,6 +64,31 @@ final class TunnelEngineTests: TunnelRigTestCase {
         print("hand-overs: \(handOvers) passes over 200 round trips")
     }
 
+    // (1c) The fast path off (a test-only self-test fault) when the tunnel starts: every context and
+    // MAC goes to plain OpenSSL and the bytes arrive. Then on and off again while it runs: the
+    // sessions' plain AES-CTR contexts take a keystream from their current counter, and once off,
+    // keep it to their end while new MACs go back to OpenSSL; the echoes still arrive.
+    func testEchoWhileTheFastPathTurnsOffAndOn() throws {
+        defer { FastPath.testRedecide(.none) }
+        XCTAssertFalse(FastPath.testRedecide(.aesVector).isEnabled)
+        var contexts = CipherBatch.contexts, macs = MACFastPath.count
+        let (tunnel, stop) = try startTunnel(configuration(), delegate: delegate())
+        defer { stop() }
+        try assertEcho(port: tunnel.localPort, payload: Array("on plain OpenSSL\n".utf8))
+        XCTAssertEqual(CipherBatch.contexts, contexts, "a context was batched while the fast path was off")
+        XCTAssertEqual(MACFastPath.count, macs, "a MAC took the fast path while it was off")
+
+        XCTAssertTrue(FastPath.testRedecide(.none).isEnabled)
+        contexts = CipherBatch.contexts
+        macs = MACFastPath.count
+        try assertEcho(port: tunnel.localPort, payload: Array("on the fast path again\n".utf8))
+        XCTAssertGreaterThanOrEqual(CipherBatch.contexts - contexts, 4, "the running sessions' contexts were not batched")
+        XCTAssertGreaterThan(MACFastPath.count, macs)
+
+        XCTAssertFalse(FastPath.testRedecide(.hmacVector).isEnabled)
+        try assertEcho(port: tunnel.localPort, payload: Array("off again mid-session\n".utf8))
+    }
+
     // (2) 100 MiB up and 100 MiB down at the same time, SHA-256 on both ends.
     // Both sessions' AES-CTR contexts go through the batched keystream (CipherBatch) and their
     // MACs through the fast path (MACFastPath), so the checksums and OpenSSH's MAC checks also

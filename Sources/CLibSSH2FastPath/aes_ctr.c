@@ -1,5 +1,6 @@
 /*
- * AES-CTR in batches for libssh2 1.10.
+ * The fast path's AES-CTR keystream in batches (fastpath.c says why it exists, what it assumes,
+ * and when it is on).
  *
  * libssh2 1.10 encrypts and decrypts every packet one cipher block at a time: transport.c calls
  * crypt() per 16 bytes, and openssl.c turns each into one EVP_Cipher call. A call costs far more
@@ -9,16 +10,17 @@
  * In CTR mode the keystream does not depend on the data. So for libssh2's own AES-CTR contexts we
  * make the keystream 8 KiB at a time from a copy of the context (one EVP_Cipher call on zeros,
  * where AES-NI pipelines) and XOR each 16-byte call with the next bytes of it. The bytes are
- * exactly OpenSSL's (dbgbox_batch_selftest compares them), and a wrong byte could not pass
- * unnoticed anyway: every packet's MAC covers its plaintext.
+ * exactly OpenSSL's (the start-up self-test and dbgbox_batch_selftest compare them), and a wrong
+ * byte could not pass unnoticed anyway: every packet's MAC covers its plaintext.
  *
- * How: this file defines EVP_Cipher and EVP_CIPHER_CTX_free. A symbol defined in the executable
- * comes first in the dynamic linker's search, so libssh2's calls reach these; they act only when
- * the caller's return address lies in libssh2's code, and hand everything else (and everything
- * when DBGBOX_LIBSSH2_BATCH=0) to OpenSSL's functions, found with dlsym(RTLD_NEXT). The keystream
- * hangs off the context's app_data, which libssh2's EVP path leaves unused, and is wiped and freed
- * when libssh2 frees the context (every rekey makes new ones). A context is used by one thread at
- * a time (one libssh2 session), so no lock is needed on the hot path.
+ * How: this file defines EVP_Cipher and EVP_CIPHER_CTX_free, which libssh2's calls bind to. They
+ * act only when the caller's return address lies in libssh2's code, and hand everything else (and
+ * everything when the fast path is off) to OpenSSL's functions, found with dlsym(RTLD_NEXT). The
+ * keystream hangs off the context's app_data, which libssh2's EVP path leaves unused, and is wiped
+ * and freed when libssh2 frees the context (every rekey makes new ones). A context that has a
+ * keystream keeps it to its end; a plain one takes one, from its current counter, on its first
+ * call while the fast path is on (a test can turn it off and on in a running process). A context
+ * is used by one thread at a time (one libssh2 session), so no lock is needed on the hot path.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -31,8 +33,8 @@
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
 
-#include "libssh2_batch.h"
-#include "libssh2_text.h"
+#include "fastpath_internal.h"
+#include "libssh2_fastpath.h"
 
 #define KEYSTREAM_BYTES 8192
 #define KEYSTREAM_MAGIC 0x64626762786b7331ULL /* "dbgbxks1" */
@@ -50,12 +52,8 @@ struct keystream {
 static const uint64_t not_ctr_marker = 0;
 #define NOT_CTR ((void *)&not_ctr_marker)
 
-typedef int (*cipher_function)(EVP_CIPHER_CTX *, unsigned char *, const unsigned char *, unsigned int);
-typedef void (*free_function)(EVP_CIPHER_CTX *);
-
 static cipher_function openssl_cipher;
-static free_function openssl_free;
-static int enabled;
+static cipher_free_function openssl_free;
 static _Atomic uint64_t contexts;
 /* Bumped whenever a keystream is freed: a thread's one-entry cache below is trusted only while
  * this has not moved (a freed context's address may come back for a new one). */
@@ -71,8 +69,12 @@ static const unsigned char zeros[KEYSTREAM_BYTES];
 
 static void setup(void) {
     openssl_cipher = (cipher_function)dlsym(RTLD_NEXT, "EVP_Cipher");
-    openssl_free = (free_function)dlsym(RTLD_NEXT, "EVP_CIPHER_CTX_free");
-    enabled = dbgbox_libssh2_locate() && openssl_cipher && openssl_free;
+    openssl_free = (cipher_free_function)dlsym(RTLD_NEXT, "EVP_CIPHER_CTX_free");
+}
+
+int dbgbox_cipher_resolve(void) {
+    pthread_once(&setup_once, setup);
+    return openssl_cipher && openssl_free;
 }
 
 static void release(struct keystream *ks) {
@@ -82,15 +84,16 @@ static void release(struct keystream *ks) {
     free(ks);
 }
 
-/* The context's keystream, made on first use; NULL when the context is not AES-CTR (or a copy
- * failed): then OpenSSL does the work as before. */
-static struct keystream *keystream_for(EVP_CIPHER_CTX *ctx) {
+/* The context's keystream, made on first use if `make`; NULL when the context is not AES-CTR (or
+ * a copy failed, or it has none and `make` is 0): then OpenSSL does the work as before. */
+static struct keystream *keystream_for(EVP_CIPHER_CTX *ctx, int make) {
     void *data = EVP_CIPHER_CTX_get_app_data(ctx);
     if (data == NOT_CTR) return NULL;
     if (data) {
         struct keystream *ks = data;
         return (ks->magic == KEYSTREAM_MAGIC && ks->owner == ctx) ? ks : NULL;
     }
+    if (!make) return NULL;
     int nid = EVP_CIPHER_CTX_get_nid(ctx);
     if (nid != NID_aes_128_ctr && nid != NID_aes_192_ctr && nid != NID_aes_256_ctr) {
         EVP_CIPHER_CTX_set_app_data(ctx, NOT_CTR);
@@ -152,14 +155,16 @@ int EVP_Cipher(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *in,
         pthread_once(&setup_once, setup);
         if (!openssl_cipher) return -1;
     }
-    if (!enabled || !ctx || !out || !in || !dbgbox_from_libssh2(__builtin_return_address(0)))
+    if (!ctx || !out || !in || !dbgbox_from_libssh2(__builtin_return_address(0)))
         return openssl_cipher(ctx, out, in, inl);
+    int on = dbgbox_fastpath_on();
+    if (!on && !dbgbox_fastpath_was_used()) return openssl_cipher(ctx, out, in, inl);
     struct keystream *ks;
     uint64_t now = atomic_load_explicit(&releases, memory_order_acquire);
     if (ctx == cached_ctx && now == cached_releases) {
         ks = cached_ks;
     } else {
-        ks = keystream_for(ctx);
+        ks = keystream_for(ctx, on);
         if (!ks) return openssl_cipher(ctx, out, in, inl);
         cached_ctx = ctx;
         cached_ks = ks;
@@ -177,7 +182,7 @@ int EVP_Cipher(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *in,
 void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx) {
     pthread_once(&setup_once, setup);
     if (!openssl_free) return;
-    if (ctx && enabled && dbgbox_from_libssh2(__builtin_return_address(0))) {
+    if (ctx && dbgbox_fastpath_was_used() && dbgbox_from_libssh2(__builtin_return_address(0))) {
         void *data = EVP_CIPHER_CTX_get_app_data(ctx);
         if (data == NOT_CTR) {
             EVP_CIPHER_CTX_set_app_data(ctx, NULL);
@@ -193,8 +198,13 @@ void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx) {
 }
 
 int dbgbox_batch_enabled(void) {
-    pthread_once(&setup_once, setup);
-    return enabled;
+    return dbgbox_fastpath_on();
+}
+
+int dbgbox_cipher_batched(EVP_CIPHER_CTX *ctx) {
+    void *data = EVP_CIPHER_CTX_get_app_data(ctx);
+    const struct keystream *ks = data;
+    return data && data != NOT_CTR && ks->magic == KEYSTREAM_MAGIC && ks->owner == ctx;
 }
 
 uint64_t dbgbox_batch_contexts(void) {
@@ -222,7 +232,7 @@ int dbgbox_batch_selftest(size_t rounds) {
             || !EVP_CipherInit(batched, ciphers[c], key, iv, 1)) {
             failure = 3;
         }
-        struct keystream *ks = failure ? NULL : keystream_for(batched);
+        struct keystream *ks = failure ? NULL : keystream_for(batched, 1);
         if (!failure && !ks) failure = 4;
         for (size_t r = 0; r < rounds && !failure; r++) {
             /* Mostly single blocks, as libssh2 calls; sometimes runs of blocks or a whole

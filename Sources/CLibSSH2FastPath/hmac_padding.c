@@ -1,5 +1,6 @@
 /*
- * HMAC and padding bytes for libssh2 1.10, without OpenSSL 3's per-call setup.
+ * The fast path's HMAC and padding bytes for libssh2 1.10, without OpenSSL 3's per-call setup
+ * (fastpath.c says why it exists, what it assumes, and when it is on).
  *
  * For every packet it sends or receives, libssh2 1.10 makes a fresh HMAC context: HMAC_CTX_new,
  * HMAC_Init_ex with the key and EVP_sha1()/EVP_sha256()/EVP_sha512(), the updates, HMAC_Final,
@@ -20,9 +21,11 @@
  *  - Padding comes from a per-thread pool of 4 KiB filled by RAND_bytes: the same DRBG's bytes,
  *    fetched once per few hundred packets. Bytes are wiped from the pool as they are handed out,
  *    and a forked child starts with an empty pool.
- * Byte for byte OpenSSL's HMAC (dbgbox_mac_selftest compares them), and a wrong MAC could not go
- * unnoticed: the peer checks every packet's. Everything else goes to OpenSSL's functions, found
- * with dlsym(RTLD_NEXT); DBGBOX_LIBSSH2_BATCH=0 turns this off with the AES-CTR batching.
+ * Byte for byte OpenSSL's HMAC (the start-up self-test checks RFC 2202/4231 vectors through these
+ * entry points, dbgbox_mac_selftest compares with OpenSSL's), and a wrong MAC could not go
+ * unnoticed: the peer checks every packet's. Everything else, and everything when the fast path is
+ * off, goes to OpenSSL's functions, found with dlsym(RTLD_NEXT). A context of ours stays ours to
+ * its end, even if a test turns the fast path off meanwhile.
  */
 #define _GNU_SOURCE
 #define OPENSSL_SUPPRESS_DEPRECATED
@@ -39,8 +42,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#include "libssh2_batch.h"
-#include "libssh2_text.h"
+#include "fastpath_internal.h"
+#include "libssh2_fastpath.h"
 
 #define MAC_MAGIC 0x64626762786d6331ULL /* "dbgbxmc1" */
 #define MAX_BLOCK 128
@@ -106,20 +109,13 @@ struct table_entry {
     struct keyed keyed;
 };
 
-typedef HMAC_CTX *(*new_function)(void);
-typedef void (*ctx_free_function)(HMAC_CTX *);
-typedef int (*init_function)(HMAC_CTX *, const void *, int, const EVP_MD *, ENGINE *);
-typedef int (*update_function)(HMAC_CTX *, const unsigned char *, size_t);
-typedef int (*final_function)(HMAC_CTX *, unsigned char *, unsigned int *);
-typedef int (*rand_function)(unsigned char *, int);
-
-static new_function openssl_hmac_new;
-static ctx_free_function openssl_hmac_free;
-static init_function openssl_hmac_init;
-static update_function openssl_hmac_update;
-static final_function openssl_hmac_final;
+static hmac_new_function openssl_hmac_new;
+static hmac_free_function openssl_hmac_free;
+static hmac_init_function openssl_hmac_init;
+static hmac_update_function openssl_hmac_update;
+static hmac_final_function openssl_hmac_final;
 static rand_function openssl_rand_bytes;
-static int enabled;
+static int resolved; /* OpenSSL's functions found, the pool's key and fork handler set */
 static _Atomic uint64_t fast_macs;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
@@ -147,16 +143,21 @@ static void pool_after_fork(void) {
 }
 
 static void setup(void) {
-    openssl_hmac_new = (new_function)dlsym(RTLD_NEXT, "HMAC_CTX_new");
-    openssl_hmac_free = (ctx_free_function)dlsym(RTLD_NEXT, "HMAC_CTX_free");
-    openssl_hmac_init = (init_function)dlsym(RTLD_NEXT, "HMAC_Init_ex");
-    openssl_hmac_update = (update_function)dlsym(RTLD_NEXT, "HMAC_Update");
-    openssl_hmac_final = (final_function)dlsym(RTLD_NEXT, "HMAC_Final");
+    openssl_hmac_new = (hmac_new_function)dlsym(RTLD_NEXT, "HMAC_CTX_new");
+    openssl_hmac_free = (hmac_free_function)dlsym(RTLD_NEXT, "HMAC_CTX_free");
+    openssl_hmac_init = (hmac_init_function)dlsym(RTLD_NEXT, "HMAC_Init_ex");
+    openssl_hmac_update = (hmac_update_function)dlsym(RTLD_NEXT, "HMAC_Update");
+    openssl_hmac_final = (hmac_final_function)dlsym(RTLD_NEXT, "HMAC_Final");
     openssl_rand_bytes = (rand_function)dlsym(RTLD_NEXT, "RAND_bytes");
     int found = openssl_hmac_new && openssl_hmac_free && openssl_hmac_init && openssl_hmac_update
         && openssl_hmac_final && openssl_rand_bytes;
-    enabled = found && dbgbox_libssh2_locate() && pthread_key_create(&pool_key, pool_destroy) == 0
+    resolved = found && pthread_key_create(&pool_key, pool_destroy) == 0
         && pthread_atfork(NULL, NULL, pool_after_fork) == 0;
+}
+
+int dbgbox_mac_resolve(void) {
+    pthread_once(&setup_once, setup);
+    return resolved;
 }
 
 /* Set up before main (and so before any thread). */
@@ -254,8 +255,9 @@ static void mac_finish(struct mac_context *m, unsigned char *out) {
     m->ready = 0;
 }
 
+/* libssh2's context when it is one of ours (made while the fast path was on), else NULL. */
 static inline struct mac_context *ours(HMAC_CTX *ctx, const void *return_address) {
-    if (!enabled || !ctx || !dbgbox_from_libssh2(return_address)) return NULL;
+    if (!ctx || !dbgbox_fastpath_was_used() || !dbgbox_from_libssh2(return_address)) return NULL;
     struct mac_context *m = (struct mac_context *)ctx;
     return m->magic == MAC_MAGIC ? m : NULL;
 }
@@ -263,7 +265,7 @@ static inline struct mac_context *ours(HMAC_CTX *ctx, const void *return_address
 HMAC_CTX *HMAC_CTX_new(void) {
     ensure_setup();
     if (!openssl_hmac_new) return NULL;
-    if (!enabled || !dbgbox_from_libssh2(__builtin_return_address(0))) return openssl_hmac_new();
+    if (!dbgbox_from_libssh2(__builtin_return_address(0)) || !dbgbox_fastpath_on()) return openssl_hmac_new();
     struct mac_context *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->magic = MAC_MAGIC;
@@ -325,7 +327,7 @@ int HMAC_Final(HMAC_CTX *ctx, unsigned char *out, unsigned int *len) {
 int RAND_bytes(unsigned char *buf, int num) {
     ensure_setup();
     if (!openssl_rand_bytes) return 0;
-    if (!enabled || num <= 0 || num > 256 || !buf || !dbgbox_from_libssh2(__builtin_return_address(0)))
+    if (num <= 0 || num > 256 || !buf || !dbgbox_from_libssh2(__builtin_return_address(0)) || !dbgbox_fastpath_on())
         return openssl_rand_bytes(buf, num);
     struct pool *p = thread_pool;
     if (!p) {
@@ -356,8 +358,12 @@ void dbgbox_mac_forget(void) {
 }
 
 int dbgbox_mac_enabled(void) {
-    pthread_once(&setup_once, setup);
-    return enabled;
+    return dbgbox_fastpath_on();
+}
+
+int dbgbox_mac_fast(HMAC_CTX *ctx) {
+    const struct mac_context *m = (const struct mac_context *)ctx;
+    return m->magic == MAC_MAGIC && !m->real;
 }
 
 uint64_t dbgbox_mac_count(void) {
