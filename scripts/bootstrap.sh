@@ -6,7 +6,7 @@ set -euo pipefail
 
 BASE_IMAGE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}"
 SUITE="${DBGBOX_BASE_SUITE:-bookworm}"
-PACKAGES=(libssh2-1-dev openssh-client openssh-server docker.io debootstrap iproute2 procps psmisc util-linux python3-minimal)
+PACKAGES=(libssh2-1-dev openssh-client openssh-server docker.io debootstrap iproute2 iptables procps psmisc util-linux python3-minimal)
 
 # The Debian mirror this machine's apt already uses (deb822 or one-line sources).
 apt_mirror() {

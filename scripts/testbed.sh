@@ -16,6 +16,7 @@
 #   scripts/testbed.sh status    print what is up; exit 0 when all of it is
 #   scripts/testbed.sh down      remove everything up added (safe when nothing is up)
 #   scripts/testbed.sh link down|up          set the laptop-side veth down / up
+#   scripts/testbed.sh silence on|off        drop (not refuse) every packet between laptop and login
 #   scripts/testbed.sh kill-login-sessions   kill login sshd's per-connection processes, keep its listener
 #
 # The hosts are shared by every user `up` ran for (DBGBOX_TEST_USER, default dbgtest for the tests;
@@ -512,6 +513,26 @@ cmd_status() {
   if check_all; then echo "testbed: up"; else echo "testbed: not (fully) up"; return 1; fi
 }
 
+# A silent path: packets between laptop and login are dropped in the laptop namespace (iptables
+# there only), so neither side hears a refusal; only timeouts can tell. Idempotent.
+cmd_silence() {
+  require_root
+  case "${1:-}" in
+    on|off) ;;
+    *) die "usage: testbed.sh silence on|off" ;;
+  esac
+  ns_exists "$LAPTOP_NS" || die "the testbed is not up"
+  local rule
+  for rule in "OUTPUT -d $LOGIN_ADDR -j DROP" "INPUT -s $LOGIN_ADDR -j DROP"; do
+    # shellcheck disable=SC2086
+    if [ "$1" = on ]; then
+      in_ns "$LAPTOP_NS" iptables -C $rule 2>/dev/null || in_ns "$LAPTOP_NS" iptables -I $rule
+    else
+      while in_ns "$LAPTOP_NS" iptables -C $rule 2>/dev/null; do in_ns "$LAPTOP_NS" iptables -D $rule; done
+    fi
+  done
+}
+
 cmd_link() {
   require_root
   case "${1:-}" in
@@ -550,6 +571,7 @@ case "${1:-}" in
   env) cmd_env ;;
   status) cmd_status ;;
   link) shift; cmd_link "$@" ;;
+  silence) shift; cmd_silence "$@" ;;
   kill-login-sessions) cmd_kill_login_sessions ;;
-  *) echo "usage: $0 up|down|status|env|link down|up|kill-login-sessions" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|link down|up|silence on|off|kill-login-sessions" >&2; exit 2 ;;
 esac

@@ -151,6 +151,7 @@ final class TunnelConsole: TunnelDelegate, @unchecked Sendable {
     private var announced = false
     private var statusTimer: DispatchSourceTimer?
     private var statusShown = false
+    private var log = TunnelEventLog()
 
     init(plan: TunnelPlan, checker: HostKeyChecker, user: String, live: Bool) {
         self.plan = plan
@@ -177,13 +178,10 @@ final class TunnelConsole: TunnelDelegate, @unchecked Sendable {
                 // stdout is the result (scripts read it); write it unbuffered.
                 FileHandle.standardOutput.write(Data("\(line)\nconnect with: ssh -p \(port) \(user)@127.0.0.1\n".utf8))
             } else {
-                note("reconnected: \(line)")
+                for text in lock.withLock({ log.lines(for: event) }) { note(text) }
             }
-        case .hopDown(_, let label, let endpoint, let reason):
-            note("\(label) \(endpoint) down: \(reason)")
-        case .reconnecting(let attempt, let delay, let lastError):
-            if attempt > 1, let lastError { note("reconnect attempt failed: \(lastError)") }
-            note(String(format: "reconnecting in %.2g s (attempt %d)", delay, attempt))
+        case .hopDown, .reconnecting:
+            for text in lock.withLock({ log.lines(for: event) }) { note(text) }
         case .connectionRefused(let peer, let reason):
             note("refused connection from \(peer): \(reason)")
         case .hopUp, .connectionOpened, .connectionClosed:

@@ -32,6 +32,42 @@ final class TunnelSetupTests: XCTestCase {
         return (TunnelPlanner(resolver: resolver, home: dir, environment: env), configPath)
     }
 
+    /// The dead-peer timeout follows OpenSSH: ServerAliveInterval × ServerAliveCountMax, and 30 s
+    /// when no interval is set.
+    func testDeadPeerTimeoutIsServerAliveIntervalTimesCountMax() throws {
+        _ = try copyKey("ed25519_c", to: "id_dbgbox")
+        for (config, keepalive, timeout) in [("", 15, 30.0), ("ServerAliveInterval 2\n", 2, 6),
+                                             ("ServerAliveInterval 5\nServerAliveCountMax 4\n", 5, 20)] {
+            let (planner, _) = try planner(config: config)
+            let plan = try planner.plan(TunnelRequest(login: try HostSpec(parsing: "login"), node: try HostSpec(parsing: "node"),
+                                                      targetPort: 2201))
+            XCTAssertEqual(plan.configuration.keepaliveInterval, keepalive, config)
+            XCTAssertEqual(plan.configuration.deadPeerTimeout, timeout, config)
+        }
+    }
+
+    /// `dbgbox tunnel` logs each step of an outage once: a minute of failed attempts for the
+    /// same reason is one line, not thirty.
+    func testTunnelEventLogSaysEachStepOnce() {
+        var log = TunnelEventLog()
+        var lines: [String] = []
+        lines += log.lines(for: .hopDown(.login, label: "login host", endpoint: "l:22", reason: "connection lost: Connection timed out"))
+        lines += log.lines(for: .reconnecting(attempt: 1, delay: 0.25, lastError: "login host l:22: connection lost"))
+        for attempt in 2...30 {
+            lines += log.lines(for: .reconnecting(attempt: attempt, delay: 2, lastError: "login host l:22: cannot connect: timed out"))
+        }
+        lines += log.lines(for: .reconnecting(attempt: 31, delay: 2, lastError: "login host l:22: cannot connect: No route to host"))
+        lines += log.lines(for: .connectionRefused(peer: "127.0.0.1:5", reason: "hops down"))
+        lines += log.lines(for: .ready(listening: "127.0.0.1:2201"))
+        XCTAssertEqual(lines, [
+            "login host l:22 down: connection lost: Connection timed out",
+            "reconnecting in 0.25 s (then every 2 s at most, until it works)",
+            "reconnect attempt 1 failed: login host l:22: cannot connect: timed out",
+            "reconnect attempt 30 failed: login host l:22: cannot connect: No route to host (trying on)",
+            "reconnected after 31 attempts: 127.0.0.1:2201",
+        ])
+    }
+
     func testAliasesResolveAndTheLocalPortDefaultsToTheTargetPort() throws {
         let key = try copyKey("ed25519_c", to: "id_cluster")
         let dbgboxKey = try copyKey("ed25519_nocomment", to: "id_dbgbox")

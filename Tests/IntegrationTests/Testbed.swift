@@ -149,6 +149,12 @@ struct Testbed: Sendable, Equatable {
         guard result.succeeded else { throw DbgboxError("testbed link: \(result.stderrText)") }
     }
 
+    /// Drops (`true`) or lets through (`false`) every packet between laptop and login.
+    func setSilence(_ on: Bool) throws {
+        let result = try Self.run(["silence", on ? "on" : "off"])
+        guard result.succeeded else { throw DbgboxError("testbed silence: \(result.stderrText)") }
+    }
+
     /// Kills the login sshd's per-connection processes; its listener stays.
     func killLoginSessions() throws {
         let result = try Self.run(["kill-login-sessions"])

@@ -187,6 +187,57 @@ final class TunnelEndToEndTests: XCTestCase {
         XCTAssertNotNil(recovered, "no connection after the link came back: \(tunnel.stderr)")
     }
 
+    /// Path faults on the laptop–login link, timed (issue 11, case 5): the link silent (packets
+    /// dropped, not refused) for 60 s, then down for 20 s. With ServerAliveInterval 2 (and the
+    /// default ServerAliveCountMax 3) the dead peer is found within 6 s (+2 s of slack); the
+    /// tunnel is back within 5 s of the path returning; the listener stays all along; new
+    /// connections work after; and the log says each step once.
+    func testSilentAndDownLinkAreFoundAndRecovered() throws {
+        let (bed, home, container, port) = try setUpBed()
+        let config = "\(home)/ssh_config_keepalive"
+        let text = "ServerAliveInterval 2\n" + (try String(contentsOfFile: bed.sshConfig, encoding: .utf8))
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        _ = try IT.runner.run(["chown", "\(IT.user.uid):\(IT.user.gid)", config])
+        _ = try IT.runner.run(["chmod", "600", config])
+        let tunnel = try startTunnel(bed, home: home, port: port, extra: ["-F", config])
+        defer { _ = tunnel.stop(); try? bed.setSilence(false); try? bed.setLink(up: true) }
+        let ssh = self.ssh(bed, home: home, container: container, localPort: tunnel.localPort)
+        XCTAssertEqual(try bed.inLaptop(ssh + ["true"], home: home).exitCode, 0, tunnel.stderr)
+
+        func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Double? {
+            let start = Date()
+            while Date().timeIntervalSince(start) < seconds {
+                if condition() { return Date().timeIntervalSince(start) }
+                usleep(100_000)
+            }
+            return nil
+        }
+        func lines(_ marker: String) -> Int { tunnel.stderr.components(separatedBy: "\n").filter { $0.contains(marker) }.count }
+        func listening() -> Bool { (try? bed.tcpConnect(from: bed.laptopNS, host: "127.0.0.1", port: UInt16(tunnel.localPort)))?.connected ?? false }
+
+        for (fault, hold) in [("silent", 60.0), ("down", 20.0)] {
+            let downsBefore = lines(" down: ")
+            let backBefore = lines("reconnected")
+            if fault == "silent" { try bed.setSilence(true) } else { try bed.setLink(up: false) }
+            let found = waitFor(hold) { lines(" down: ") > downsBefore }
+            XCTAssertNotNil(found, "\(fault): the dead peer was not found within \(hold) s: \(tunnel.stderr)")
+            if fault == "silent" { XCTAssertLessThanOrEqual(found ?? 99, 8, "silent: found after \(found ?? -1) s") }
+            print("fault suite: link \(fault): dead peer found after \(String(format: "%.1f", found ?? -1)) s")
+            XCTAssertTrue(listening(), "\(fault): the listener went away during the fault")
+            Thread.sleep(forTimeInterval: max(0, hold - (found ?? hold)))
+            XCTAssertTrue(listening(), "\(fault): the listener went away during the fault")
+            if fault == "silent" { try bed.setSilence(false) } else { try bed.setLink(up: true) }
+            let back = waitFor(15) { lines("reconnected") > backBefore }
+            print("fault suite: link \(fault) for \(Int(hold)) s: back \(String(format: "%.1f", back ?? -1)) s after the path returned")
+            XCTAssertNotNil(back, "\(fault): not back within 15 s: \(tunnel.stderr)")
+            XCTAssertLessThan(back ?? 99, 5, "\(fault): back only after \(back ?? -1) s")
+            XCTAssertEqual(try bed.inLaptop(ssh + ["true"], home: home).exitCode, 0, "\(fault): \(tunnel.stderr)")
+            XCTAssertEqual(lines(" down: "), downsBefore + 1, "\(fault): the hop went down once: \(tunnel.stderr)")
+            XCTAssertEqual(lines("reconnected"), backBefore + 1, tunnel.stderr)
+            XCTAssertLessThanOrEqual(lines("reconnect attempt"), 2 * (backBefore + 1), "\(fault): a line per attempt: \(tunnel.stderr)")
+        }
+    }
+
     /// Each failure: one line naming the hop, a non-zero exit, no traceback.
     func testFailuresGiveOneLineNamingTheHop() throws {
         let (bed, home, _, port) = try setUpBed()

@@ -62,8 +62,16 @@ public struct TunnelPlanner: Sendable {
             targetHost: "127.0.0.1", targetPort: request.targetPort,
             bindAddress: request.bindAddress, localPort: localPort,
             keepaliveInterval: login.resolved.serverAliveInterval > 0 ? login.resolved.serverAliveInterval : 15,
-            connectTimeout: Double(login.resolved.connectTimeout ?? 15))
+            connectTimeout: Double(login.resolved.connectTimeout ?? 15),
+            deadPeerTimeout: Self.deadPeerTimeout(login.resolved))
         return TunnelPlan(configuration: configuration, login: login, node: node)
+    }
+
+    /// How long the login connection may go unanswered before it counts as dead: as OpenSSH,
+    /// ServerAliveInterval × ServerAliveCountMax when the interval is set; 30 s otherwise.
+    static func deadPeerTimeout(_ resolved: ResolvedHost) -> Double {
+        guard resolved.serverAliveInterval > 0 else { return 30 }
+        return Double(resolved.serverAliveInterval * max(1, resolved.serverAliveCountMax))
     }
 
     /// One hop on its own (e.g. `dbgbox key install` on the login host). With
