@@ -87,6 +87,40 @@ final class KnownHostsTests: XCTestCase {
                        "[127.0.0.1]:2201\n[127.0.0.1]:2201 bogus AAAA\n\r\nx \(key)\n")
     }
 
+    /// OpenSSH reads on past a host field that ends the line's C string (issue 11's differential,
+    /// seeds 0x446074a95c509040 and 0xffce3d3db40fbb1c): after a NUL it reads the rest of the
+    /// line, and on a last line without "\n" what the line before left in getline's buffer. Both
+    /// are entries `ssh-keygen -R` removes (outputs recorded from OpenSSH 9.2).
+    func testHostFieldEndingTheLineReadsOnLikeOpenSSH() throws {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBGAJfnpvfR+fhW1I8gFAaXS3ZcfBXXp3c6Qa9ld2x5T"
+        let path = "\(dir)/kh"
+        let cases: [(String, [String], String)] = [
+            ("foo \(key)\n[127.0.0.1]:2201\0 \(key)\nbar \(key)\n", ["[127.0.0.1]:2201"], "foo \(key)\nbar \(key)\n"),
+            ("[localhost]:2201 \(key)\n[127.0.0.1]:2201", ["[127.0.0.1]:2201"], "[localhost]:2201 \(key)\n"),
+            // With "\n" the line ends at getline's own NUL: invalid, kept.
+            ("[localhost]:2201 \(key)\n[127.0.0.1]:2201\n", ["[127.0.0.1]:2201"], "[localhost]:2201 \(key)\n[127.0.0.1]:2201\n"),
+            // One ssh-keygen run per host: the first rewrite cuts "[localhost]:2201\0 KEY" to a
+            // line the second run calls invalid (ssh-keygen refuses it; dbgbox keeps it).
+            ("[127.0.0.1]:2201 \(key)\n[localhost]:2201\0 \(key)\n", ["[127.0.0.1]:2201", "[localhost]:2201"], "[localhost]:2201\n"),
+            // Without a first rewrite the second run reads it whole and removes it.
+            ("x \(key)\n[localhost]:2201\0 \(key)", ["[127.0.0.1]:2201", "[localhost]:2201"], "x \(key)\n"),
+        ]
+        for (text, hosts, expected) in cases {
+            try fs.writeAtomically(Data(text.utf8), to: path, mode: 0o600)
+            _ = try KnownHostsFile(path: path).remove(hosts: hosts)
+            XCTAssertEqual(String(decoding: try fs.read(path), as: UTF8.self), expected, text.debugDescription)
+        }
+    }
+
+    func testRemovedEntriesAreReportedInFileOrderWithOriginalLineNumbers() throws {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBGAJfnpvfR+fhW1I8gFAaXS3ZcfBXXp3c6Qa9ld2x5T"
+        let path = "\(dir)/kh"
+        try fs.writeAtomically(Data("[localhost]:1 \(key)\nx \(key)\n[127.0.0.1]:1 \(key)\n[localhost]:1 \(key)\n".utf8), to: path, mode: 0o600)
+        let removed = try KnownHostsFile(path: path).remove(hosts: ["[127.0.0.1]:1", "[localhost]:1"])
+        XCTAssertEqual(removed.map(\.line), [1, 3, 4])
+        XCTAssertEqual(removed.map(\.host), ["[localhost]:1", "[127.0.0.1]:1", "[localhost]:1"])
+    }
+
     func testLinesAreCutAtNULLikeOpenSSH() {
         let data = Data("a\0b\nc".utf8)
         XCTAssertEqual(KnownHostsText.lines(data).map { Array($0) }, [Array("a".utf8), Array("c".utf8)])

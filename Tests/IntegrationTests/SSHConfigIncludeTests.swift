@@ -25,8 +25,13 @@ final class SSHConfigIncludeTests: XCTestCase {
     func sshG(_ config: String, _ host: String) throws -> [String: [String]] {
         let result = try IT.runner.run(["ssh", "-G", "-F", config, host])
         XCTAssertEqual(result.exitCode, 0, String(decoding: result.stderr, as: UTF8.self))
+        return Self.fields(String(decoding: result.stdout, as: UTF8.self))
+    }
+
+    /// `ssh -G` output as key → values.
+    static func fields(_ output: String) -> [String: [String]] {
         var values: [String: [String]] = [:]
-        for line in String(decoding: result.stdout, as: UTF8.self).split(separator: "\n") {
+        for line in output.split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 1)
             values[String(parts[0]), default: []].append(parts.count > 1 ? String(parts[1]) : "")
         }

@@ -32,16 +32,17 @@ public struct KnownHostsFile: Sendable {
     }
 
     /// Removes every entry for any of `hosts` (e.g. "[127.0.0.1]:2201"), hashed or plain,
-    /// leaving the bytes `ssh-keygen -R` would leave. Atomic, under a file lock, with the
-    /// previous contents kept as `path.old`. A missing file or no match writes nothing.
-    /// With `dryRun`, reports what it would remove and writes nothing.
+    /// leaving the bytes that `ssh-keygen -R HOST` run once per host, in order, would leave.
+    /// Atomic, under a file lock, with the previous contents kept as `path.old`. A missing file or
+    /// no match writes nothing. With `dryRun`, reports what it would remove and writes nothing.
     ///
-    /// Lines are read as OpenSSH's hostkeys_foreach does; each kept line is written back
-    /// followed by "\n" (so a last line without one gains it, and a line is cut at a NUL byte,
-    /// as ssh-keygen does). Markers (@cert-authority, @revoked) are kept. Where ssh-keygen
-    /// refuses the whole file because some line is invalid, this keeps every invalid line
-    /// verbatim (even one naming a host asked for) and still removes the valid matching ones.
-    /// The new file gets the old mode masked with 0644, like ssh-keygen's fchmod.
+    /// Lines are read as OpenSSH's hostkeys_foreach does (see `KnownHostsLine.classify`); a run
+    /// that removes something writes each kept line back followed by "\n" (so a last line without
+    /// one gains it, and a line is cut at a NUL byte, as ssh-keygen does), and the next host's run
+    /// reads those bytes. Markers (@cert-authority, @revoked) are kept. Where ssh-keygen refuses
+    /// the whole file because some line is invalid, this keeps every invalid line verbatim (even
+    /// one naming a host asked for) and still removes the valid matching ones. The new file gets
+    /// the old mode masked with 0644, like ssh-keygen's fchmod.
     public func remove(hosts: [String], dryRun: Bool = false) throws -> [RemovedKnownHostsEntry] {
         guard !hosts.isEmpty, fs.exists(path) else { return [] }
         if dryRun { return Self.edit(try fs.read(path), removing: hosts, path: path).removed }
@@ -57,19 +58,36 @@ public struct KnownHostsFile: Sendable {
         }
     }
 
-    /// The file without the entries for `hosts`, byte for byte as `ssh-keygen -R` leaves it.
+    /// The file without the entries for `hosts`, byte for byte as successive `ssh-keygen -R`
+    /// runs leave it; the removed entries in file order, numbered as in `data`.
     static func edit(_ data: Data, removing hosts: [String], path: String) -> (kept: Data, removed: [RemovedKnownHostsEntry]) {
-        var kept = Data()
+        var current = [UInt8](data)
+        // The line number in `data` of each line of `current`.
+        var numbers = ConfigText.lines(current).indices.map { $0 + 1 }
         var removed: [RemovedKnownHostsEntry] = []
-        for (index, line) in KnownHostsText.lines(data).enumerated() {
-            if case .entry(let host?, false) = KnownHostsLine.classify(line, hosts: hosts) {
-                removed.append(RemovedKnownHostsEntry(path: path, line: index + 1, host: host))
-            } else {
-                kept.append(contentsOf: line)
-                kept.append(KnownHostsText.newline)
+        for host in hosts {
+            var buffer = GetlineBuffer()
+            var kept: [UInt8] = []
+            var keptNumbers: [Int] = []
+            var removedHere: [RemovedKnownHostsEntry] = []
+            // Lines with their "\n", as getline returns them.
+            for (index, raw) in ConfigText.lines(current).enumerated() {
+                let line = buffer.load(raw)
+                if case .entry(_?, false) = KnownHostsLine.classify(&buffer, hosts: [host]) {
+                    removedHere.append(RemovedKnownHostsEntry(path: path, line: numbers[index], host: host))
+                } else {
+                    kept.append(contentsOf: line)
+                    kept.append(KnownHostsText.newline)
+                    keptNumbers.append(numbers[index])
+                }
             }
+            // ssh-keygen rewrites the file only when it removed something.
+            guard !removedHere.isEmpty else { continue }
+            current = kept
+            numbers = keptNumbers
+            removed += removedHere
         }
-        return (kept, removed)
+        return (Data(current), removed.sorted { $0.line < $1.line })
     }
 }
 

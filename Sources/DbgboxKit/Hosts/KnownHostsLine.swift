@@ -17,8 +17,24 @@ enum KnownHostsLine {
     private static let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t"), hash = UInt8(ascii: "#")
     private static let at = UInt8(ascii: "@"), bar = UInt8(ascii: "|")
 
-    /// Classifies `line` (without its newline, already cut at the first NUL as getline+strdup do).
+    /// Classifies `line` (without its newline, already cut at the first NUL as getline+strdup do)
+    /// on its own, as if it were the first line of a file that ends with a newline.
     static func classify(_ line: ArraySlice<UInt8>, hosts: [String]) -> Status {
+        var buffer = GetlineBuffer()
+        buffer.load(line)
+        return classify(&buffer, hosts: hosts)
+    }
+
+    /// Classifies the line `buffer` holds (see `GetlineBuffer.load`), writing into the buffer what
+    /// hostkeys_foreach writes: a NUL at the end of the host field.
+    ///
+    /// OpenSSH steps past that NUL (`*cp2++ = '\0'`) even when the host field runs to the end of
+    /// the line's C string, and reads the key type from whatever follows in its getline buffer:
+    /// the bytes after a NUL inside the line, or, on a last line without "\n", what longer earlier
+    /// lines left there. So `HOST\0 KEY`, and a last `HOST` after a line `HOST2 KEY` with as long
+    /// a host field, are valid entries for ssh-keygen -R.
+    static func classify(_ buffer: inout GetlineBuffer, hosts: [String]) -> Status {
+        let line = buffer.cString(from: 0)
         var cp = line.startIndex
         let end = line.endIndex
         func isBlank(_ i: Int) -> Bool { i < end && (line[i] == space || line[i] == tab) }
@@ -31,9 +47,8 @@ enum KnownHostsLine {
         var hostsEnd = cp
         while hostsEnd < end && line[hostsEnd] != space && line[hostsEnd] != tab { hostsEnd += 1 }
         let field = line[cp..<hostsEnd]
-        // OpenSSH steps past the terminator even at the end of the string; whatever it then
-        // reads, a line that is only a host field has no key: invalid.
-        guard hostsEnd < end else { return .invalid }
+        buffer.terminate(at: hostsEnd)
+        let rest = buffer.cString(from: hostsEnd + 1)
 
         var matched: String?
         for host in hosts {
@@ -41,17 +56,19 @@ enum KnownHostsLine {
             if result { matched = host; break }
         }
 
-        var keyStart = hostsEnd + 1
-        while isBlank(keyStart) { keyStart += 1 }
-        if keyStart == end || line[keyStart] == hash { return .invalid }
+        let restEnd = rest.endIndex
+        func isRestBlank(_ i: Int) -> Bool { i < restEnd && (rest[i] == space || rest[i] == tab) }
+        var keyStart = rest.startIndex
+        while isRestBlank(keyStart) { keyStart += 1 }
+        if keyStart == restEnd || rest[keyStart] == hash { return .invalid }
         var typeEnd = keyStart
-        while typeEnd < end && line[typeEnd] != space && line[typeEnd] != tab { typeEnd += 1 }
+        while typeEnd < restEnd && rest[typeEnd] != space && rest[typeEnd] != tab { typeEnd += 1 }
         let typeLength = typeEnd - keyStart
-        if typeLength <= 1 || typeLength >= 128 || typeEnd == end { return .invalid }
-        guard isKnownKeyType(line[keyStart..<typeEnd]) else { return .invalid }
-        var rest = typeEnd
-        while isBlank(rest) { rest += 1 }
-        if rest == end || line[rest] == hash { return .invalid }
+        if typeLength <= 1 || typeLength >= 128 || typeEnd == restEnd { return .invalid }
+        guard isKnownKeyType(rest[keyStart..<typeEnd]) else { return .invalid }
+        var after = typeEnd
+        while isRestBlank(after) { after += 1 }
+        if after == restEnd || rest[after] == hash { return .invalid }
         return .entry(matched: matched, marker: marker)
     }
 
@@ -172,4 +189,35 @@ enum KnownHostsLine {
         names.insert("webauthn-sk-ecdsa-sha2-nistp256@openssh.com")
         return names
     }()
+}
+
+/// The line buffer of hostkeys_foreach: getline reads each line over the previous ones, and
+/// hostkeys_foreach cuts it at its first "\n" and later puts a NUL after its host field, so bytes
+/// past a line's C string are what the line itself or longer earlier lines left. Bytes never
+/// written (the rest of what malloc gave) are taken as NUL.
+struct GetlineBuffer {
+    private(set) var bytes: [UInt8] = []
+
+    /// Reads one line as getline does (`raw` with its "\n", if it has one, then a NUL), then cuts
+    /// it at its first "\n" or NUL as hostkeys_foreach does. Returns the line as a C string: what
+    /// `lineinfo.line`, and so ssh-keygen's rewrite, holds.
+    @discardableResult
+    mutating func load(_ raw: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        if bytes.count < raw.count + 1 { bytes += [UInt8](repeating: 0, count: raw.count + 1 - bytes.count) }
+        bytes.replaceSubrange(0..<raw.count, with: raw)
+        bytes[raw.count] = 0
+        let cut = bytes[0..<raw.count].firstIndex { $0 == KnownHostsText.newline || $0 == 0 } ?? raw.count
+        bytes[cut] = 0
+        return bytes[0..<cut]
+    }
+
+    /// The C string at `offset` (empty beyond what was ever written).
+    func cString(from offset: Int) -> ArraySlice<UInt8> {
+        guard offset < bytes.count else { return [] }
+        return bytes[offset..<(bytes[offset...].firstIndex(of: 0) ?? bytes.count)]
+    }
+
+    mutating func terminate(at offset: Int) {
+        if offset < bytes.count { bytes[offset] = 0 }
+    }
 }

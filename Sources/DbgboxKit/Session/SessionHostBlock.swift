@@ -5,6 +5,7 @@ import Foundation
 ///     # dbgbox session NAME
 ///     Host dbgbox-NAME
 ///         HostName 127.0.0.1
+///         ProxyCommand none
 ///         Port LOCALPORT
 ///         User USER
 ///         IdentityFile PATH
@@ -15,6 +16,9 @@ import Foundation
 ///     # end dbgbox session NAME
 ///
 /// The two marker comments delimit the block's bytes, so removing it takes out exactly them.
+/// `ProxyCommand none` keeps a `ProxyJump` or `ProxyCommand` that the user's config sets further
+/// down (say in `Host *`) off the session: ssh takes the first of the two it reads, and the tunnel
+/// listens on this machine, not on a jump host.
 /// The host key is checked strictly against dbgbox's pinned file under the alias, so a
 /// recreated container on a reused port never meets a stale key in ~/.ssh/known_hosts.
 public struct SessionHostBlock: Sendable, Equatable {
@@ -61,6 +65,7 @@ public struct SessionHostBlock: Sendable, Equatable {
             \(Self.beginMarker(name))
             Host \(alias)
                 HostName 127.0.0.1
+                ProxyCommand none
                 Port \(port)
                 User \(user)
                 IdentityFile \(try Self.pathArgument(identityFile, field: "IdentityFile"))
