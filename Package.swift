@@ -54,11 +54,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Layer 5: a main of a few lines.
+        // Layer 5: a main of a few lines (and the options of a sanitizer build, scripts/sanitizers.sh).
         .executableTarget(
             name: "dbgbox",
-            dependencies: ["DbgboxCommands"]
+            dependencies: ["DbgboxCommands", "CSanitizerDefaults"]
         ),
+        .target(name: "CSanitizerDefaults"),
         .testTarget(
             name: "DbgboxKitTests",
             dependencies: ["DbgboxKit", "SSH"],

@@ -31,7 +31,13 @@ log="$(mktemp /tmp/dbgbox-test-log.XXXXXX)"
 # XCTest only (there are no Swift Testing tests); its output is kept for the summary line.
 swift test --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
 rm -rf "$PREFIX"
-# One plain closing line: N passed, N failed, counted from XCTest's per-test results.
+# The C and thread tests again under AddressSanitizer and ThreadSanitizer (scripts/sanitizers.sh).
+# A full run does this (CI always); DBGBOX_SANITIZERS=0 or a filter given as arguments skips it.
+if [ "${CI:-}" = true ] || { [ "$#" -eq 0 ] && [ "${DBGBOX_SANITIZERS:-1}" != 0 ]; }; then
+  bash scripts/sanitizers.sh 2>&1 | tee -a "$log" || status=1
+fi
+# One plain closing line: N passed, N failed, counted from XCTest's per-test results (the
+# sanitizer runs' included).
 passed="$(grep -cE "^Test Case '.*' passed" "$log" || true)"
 failed="$(grep -cE "^Test Case '.*' failed" "$log" || true)"
 skipped="$(grep -cE "^Test Case '.*' skipped" "$log" || true)"

@@ -76,7 +76,7 @@ struct TunnelCommand: ParsableCommand {
         let checker = HostKeyChecker(prompter: prompter, knownHostsOverride: knownHosts, acceptNew: acceptNew)
         let console = TunnelConsole(plan: plan, checker: checker, user: me.name,
                                     live: !quiet && isatty(STDERR_FILENO) != 0)
-        let tunnel = DbgboxKit.Tunnel(configuration: plan.configuration, delegate: console)
+        let tunnel = try DbgboxKit.Tunnel(configuration: plan.configuration, delegate: console)
         console.tunnel = tunnel
         let signals = SignalWatcher([SIGINT, SIGTERM]) { tunnel.stop() }
         defer { signals.cancel() }

@@ -210,7 +210,7 @@ final class TunnelEngineTests: TunnelRigTestCase {
         let other = "\(dir)/other"
         _ = try IT.runner.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other])
         for (role, config) in [(TunnelHopRole.login, configuration(loginKey: other)), (.node, configuration(nodeKey: other))] {
-            let tunnel = Tunnel(configuration: config, delegate: delegate())
+            let tunnel = try Tunnel(configuration: config, delegate: delegate())
             XCTAssertThrowsError(try tunnel.start()) { error in
                 let e = error as? TunnelError
                 XCTAssertEqual(e?.kind, .authentication, "\(error)")
@@ -431,7 +431,7 @@ class TunnelRigTestCase: XCTestCase {
 
     /// Starts a tunnel and runs it on a background thread; returns it and a stopper that waits.
     func startTunnel(_ config: TunnelConfiguration, delegate: RecordingDelegate) throws -> (Tunnel, () -> Void) {
-        let tunnel = Tunnel(configuration: config, delegate: delegate)
+        let tunnel = try Tunnel(configuration: config, delegate: delegate)
         try tunnel.start()
         let finished = DispatchSemaphore(value: 0)
         Thread { tunnel.run(); finished.signal() }.start()
@@ -476,7 +476,12 @@ struct TunnelRig {
 final class TargetServer: @unchecked Sendable {
     let fd: Int32
     let port: UInt16
-    private var stopped = false
+    private let state = NSLock()
+    private var _stopped = false
+    private var stopped: Bool {
+        get { state.withLock { _stopped } }
+        set { state.withLock { _stopped = newValue } }
+    }
 
     init() throws {
         fd = try SocketIO.listen(address: "127.0.0.1", port: 0)

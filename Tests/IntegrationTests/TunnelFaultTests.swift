@@ -27,7 +27,7 @@ final class TunnelFaultTests: TunnelRigTestCase {
         try underLoad("aborting clients, seed \(seed)") { tunnel in
             let kinds = ["close mid-download", "close mid-upload", "reset mid-download", "half-close download", "half-close echo"]
             var plan: [(kind: Int, size: Int, cut: Int)] = []
-            var random = KnownHostsDifferentialTests.SplitMix64(state: seed)
+            var random = SplitMix64(state: seed)
             for _ in 0..<200 {
                 let kind = random.below(kinds.count)
                 let size = 64 + random.below(4 << 20)
@@ -135,7 +135,9 @@ final class TunnelFaultTests: TunnelRigTestCase {
     func testTenThousandShortConnections() throws {
         try underLoad("10,000 short connections", rssMargin: 16 << 20) { tunnel in
             let started = Date()
-            for i in 0..<10_000 {
+            // Under a sanitizer each connection costs several times more: 2,000 say the same.
+            let count = IT.env["DBGBOX_SANITIZER"] == nil ? 10_000 : 2_000
+            for i in 0..<count {
                 let fd = try TunnelEngineTests.connect(port: tunnel.localPort)
                 defer { close(fd) }
                 let byte = UInt8(truncatingIfNeeded: i)
@@ -146,7 +148,7 @@ final class TunnelFaultTests: TunnelRigTestCase {
                     return
                 }
             }
-            print("fault suite: 10,000 short connections in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+            print("fault suite: \(count) short connections in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
         }
     }
 
@@ -229,7 +231,10 @@ final class TunnelFaultTests: TunnelRigTestCase {
         XCTAssertEqual(Self.count(.hopDown, in: events), 0, "\(label): a hop went down: \(events.filter { Self.kind(of: $0) == .hopDown })")
         XCTAssertEqual(tunnel.stats.reconnects, 0, label)
         XCTAssertLessThanOrEqual(fdsAfter, fdsBefore + 2, "\(label): descriptors \(fdsBefore) -> \(fdsAfter)")
-        XCTAssertLessThanOrEqual(rssAfter, rssBefore + rssMargin, "\(label): RSS \(rssBefore >> 20) -> \(rssAfter >> 20) MiB")
+        // Under a sanitizer freed memory is held in quarantine: RSS says nothing there.
+        if IT.env["DBGBOX_SANITIZER"] == nil {
+            XCTAssertLessThanOrEqual(rssAfter, rssBefore + rssMargin, "\(label): RSS \(rssBefore >> 20) -> \(rssAfter >> 20) MiB")
+        }
         print("fault suite: \(label): fds \(fdsBefore) -> \(fdsAfter), RSS \(rssBefore >> 20) -> \(rssAfter >> 20) MiB, "
               + "long-lived rounds \(load.rounds), connections \(tunnel.stats.totalConnections)")
     }

@@ -31,7 +31,7 @@ public final class RemoteProcessRunner: SSHSessionRunner, @unchecked Sendable {
         configuration.bindAddress = "127.0.0.1"
         configuration.localPort = 0
         let delegate = RemoteTunnelDelegate(plan: plan, checker: checker)
-        let tunnel = Tunnel(configuration: configuration, delegate: delegate)
+        let tunnel = try Tunnel(configuration: configuration, delegate: delegate)
         let finished = DispatchSemaphore(value: 0)
         try tunnel.start()
         let thread = Thread {

@@ -47,10 +47,11 @@ public final class Tunnel: @unchecked Sendable {
     /// and less evenly (1 GiB, ten alternating runs each: median 126 vs 165 MiB/s).
     static let queueHighWater = 256 << 10
 
-    public init(configuration: TunnelConfiguration, delegate: TunnelDelegate) {
+    /// Throws only when the process has no file descriptor left for the tunnel's wake fd.
+    public init(configuration: TunnelConfiguration, delegate: TunnelDelegate) throws {
         self.configuration = configuration
         self.delegate = delegate
-        control = try! WakeFD()
+        control = try WakeFD()
     }
 
     deinit {
@@ -81,7 +82,8 @@ public final class Tunnel: @unchecked Sendable {
         }
         localPort = Int(SocketIO.localPort(of: listener))
         do {
-            generation = try connect(firstAttempt: true)
+            let first = try connect(firstAttempt: true)
+            lock.withLock { generation = first }
         } catch {
             Glibc.close(listener)
             listener = -1
@@ -99,7 +101,8 @@ public final class Tunnel: @unchecked Sendable {
             if let gen = generation {
                 let end = gen.forwarder.run()
                 teardown(gen)
-                generation = nil
+                // `stop()` reads it from other threads.
+                lock.withLock { generation = nil }
                 setHops(login: false, node: false)
                 switch end {
                 case .stopped:
@@ -117,7 +120,8 @@ public final class Tunnel: @unchecked Sendable {
             refuseWhileDown(for: delay)
             if isStopping { break }
             do {
-                generation = try connect(firstAttempt: false)
+                let next = try connect(firstAttempt: false)
+                lock.withLock { generation = next }
                 lock.withLock { _stats.reconnects += 1 }
                 report(.ready(listening: "\(configuration.bindAddress):\(localPort)"))
             } catch {
@@ -131,7 +135,7 @@ public final class Tunnel: @unchecked Sendable {
     public func stop() {
         lock.withLock { stopRequested = true }
         control.signal()
-        generation?.pumpWakeForStop()
+        lock.withLock { generation }?.pumpWakeForStop()
     }
 
     private var isStopping: Bool { lock.withLock { stopRequested } }
