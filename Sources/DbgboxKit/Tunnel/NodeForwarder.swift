@@ -341,8 +341,14 @@ final class NodeForwarder {
                 opening = next
             }
             guard let c = opening else { break }
-            switch session.tryOpenChannel(type: DirectTCPIP.channelType, window: c.window,
-                                          packetSize: Self.channelPacket, message: openMessage) {
+            // A fresh slice for each attempt (`withReadAllowance`): the open reads on while data
+            // for other channels streams in, at most a slice at a time (filed for them, not
+            // piled up in libssh2), and never with a bound left over from another call.
+            let attempt = transport.withReadAllowance(Self.readSlice) {
+                session.tryOpenChannel(type: DirectTCPIP.channelType, window: c.window,
+                                       packetSize: Self.channelPacket, message: openMessage)
+            }
+            switch attempt {
             case .opened(let channel):
                 c.channel = channel
                 opening = nil
