@@ -74,3 +74,30 @@ final class ContainerSpecTests: XCTestCase {
         assertOneLineError(try down.imageLabels("x"), contains: "not running")
     }
 }
+
+/// Mount targets where root runs or reads files are refused, at any depth; sources are resolved
+/// as the user (issue 12, item 4).
+final class MountBoundaryTests: XCTestCase {
+    func testTargetsUnderSystemDirectoriesAreRefused() {
+        for target in ["/", "/tmp", "/usr/local/sbin", "/usr/local/sbin/dbgbox-entrypoint", "/etc/dbgbox", "/etc/ssh/sshd_config",
+                       "/root/.ssh", "/usr/lib/x86_64-linux-gnu", "/var/run/docker.sock", "/lib64", "/bin"] {
+            XCTAssertTrue(BindMount.isSystemTarget(target), target)
+        }
+        for target in ["/data", "/opt/conda", "/opt/fake/bin", "/home/alice", "/tmp/scratch", "/workspace", "/usrdata", "/etcetera"] {
+            XCTAssertFalse(BindMount.isSystemTarget(target), target)
+        }
+    }
+
+    func testSourceSymlinksAreResolvedAsTheUser() throws {
+        let dir = NSTemporaryDirectory() + "dbgbox-mount-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: "\(dir)/real", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/link", withDestinationPath: "\(dir)/real")
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/dangling", withDestinationPath: "\(dir)/nowhere")
+        let mount = try BindMount.parseVolume("\(dir)/link:/data", fs: LocalFileSystem())
+        XCTAssertEqual(mount.source, try LocalFileSystem().realPath("\(dir)/real"))
+        XCTAssertThrowsError(try BindMount.parseVolume("\(dir)/dangling:/data", fs: LocalFileSystem())) { error in
+            XCTAssertEqual(error as? MountError, .unresolvableSource("\(dir)/dangling"))
+        }
+    }
+}

@@ -47,4 +47,36 @@ final class ImageEnvironmentTests: ContainerITCase {
                                                       target: name)
         XCTAssertEqual(found.first, PythonInterpreter(path: "/opt/fake/bin/python3", version: "3.99.1", kind: .path))
     }
+
+    /// No route to root through a mount (issue 12, item 4): the image's PATH starts with
+    /// /opt/fake/bin and the user mounts a directory of their own there, full of stand-ins for the
+    /// programs the entrypoint runs. The entrypoint (root) runs none of them; the user's ssh
+    /// sessions still get the image's PATH. Targets where root runs or reads files are refused.
+    func testMountedDirectoryOnTheImagePathIsNeverRunByRoot() throws {
+        let fake = "\(home)/fakebin"
+        let names = ["mkdir", "chown", "chmod", "mv", "cat", "tr", "grep", "rm", "cp", "sleep", "printf", "ssh-keygen", "sshd"]
+        try FileManager.default.createDirectory(atPath: fake, withIntermediateDirectories: true)
+        for name in names {
+            let stub = "#!/bin/sh\nid -u > /opt/fake/bin/ran-\(name)\nexec /usr/bin/\(name) \"$@\"\n"
+            try stub.write(toFile: "\(fake)/\(name)", atomically: true, encoding: .utf8)
+            _ = try IT.runner.run(["chmod", "0755", "\(fake)/\(name)"])
+        }
+        _ = try IT.runner.run(["chown", "-R", "\(IT.user.uid):\(IT.user.gid)", fake])
+        _ = try IT.runner.run(["chmod", "0777", fake])
+        let json = try create(["--gpu", "none", "--port", "auto", "--ttl", "10m", "-v", "\(fake):/opt/fake/bin",
+                               "--image", try Self.image.name(home: home)])
+        let path = try ssh(json, "echo \"$PATH\"")
+        XCTAssertEqual(path.exitCode, 0, path.stderrText)
+        XCTAssertTrue(path.stdoutText.hasPrefix("/opt/fake/bin:"), path.stdoutText)
+        let ran = (try FileManager.default.contentsOfDirectory(atPath: fake)).filter { $0.hasPrefix("ran-") }
+        for marker in ran {
+            let uid = (try? String(contentsOfFile: "\(fake)/\(marker)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            XCTAssertNotEqual(uid, "0", "the entrypoint ran the user's \(marker.dropFirst(4)) as root")
+        }
+        for target in ["/usr/local/sbin", "/etc/dbgbox", "/root/.ssh", "/usr/lib/x86_64-linux-gnu"] {
+            let refused = try IT.dbgbox(["container", "create", "--gpu", "none", "-v", "\(fake):\(target)"], home: home)
+            XCTAssertNotEqual(refused.exitCode, 0, target)
+            XCTAssertTrue(refused.stderrText.contains(target) && refused.stderrText.contains("system directory"), refused.stderrText)
+        }
+    }
 }

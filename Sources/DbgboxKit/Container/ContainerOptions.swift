@@ -92,12 +92,22 @@ public struct BindMount: Sendable, Equatable {
         ["--mount", "type=bind,source=\(source),target=\(target)" + (readOnly ? ",readonly" : "")]
     }
 
-    /// Targets that would hide or replace the container's own system.
-    static let forbiddenTargets: Set<String> = [
-        "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
-        "/sbin", "/sys", "/usr", "/var", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local", "/var/lib",
-        "/var/run", "/etc/ssh", "/tmp",
+    /// Directories whose contents the container runs or reads as root: its programs and libraries,
+    /// its configuration (sshd's, dbgbox's own in /etc/dbgbox), the entrypoint
+    /// (/usr/local/sbin/dbgbox-entrypoint), root's home and the runtime state. A target at or under
+    /// any of them could put the user's own files where root runs or trusts them, so it is refused.
+    /// (The entrypoint itself takes its programs only from /usr/sbin, /usr/bin, /sbin and /bin,
+    /// never from the image's PATH, which may name a mounted directory.)
+    static let systemRoots: [String] = [
+        "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
+        "/sbin", "/sys", "/usr", "/var",
     ]
+    /// Targets refused as such (nothing under them is run as root): the root and /tmp.
+    static let forbiddenExactTargets: Set<String> = ["/", "/tmp"]
+
+    static func isSystemTarget(_ target: String) -> Bool {
+        forbiddenExactTargets.contains(target) || systemRoots.contains { target == $0 || target.hasPrefix($0 + "/") }
+    }
 
     /// Parses the original scripts' `--mount "a:b;c:d"` form.
     public static func parseList(_ text: String, fs: FileSystem) throws -> [BindMount] {
@@ -136,9 +146,17 @@ public struct BindMount: Sendable, Equatable {
             }
             guard !path.split(separator: "/").contains("..") else { throw MountError.dotDot(path: condense(path, limit: 80)) }
         }
-        guard !forbiddenTargets.contains(target) else { throw MountError.systemTarget(target) }
+        guard !isSystemTarget(target) else { throw MountError.systemTarget(target) }
         guard fs.exists(source) else { throw MountError.missingSource(source) }
-        return BindMount(source: source, target: target, readOnly: readOnly)
+        // Docker resolves the source as root. Resolve it as the user instead (every symlink, each
+        // directory entered with the user's rights) and mount what that gives: a link into a
+        // directory the user cannot enter is refused, not followed by the daemon.
+        let resolved: String
+        do { resolved = try fs.realPath(source) } catch { throw MountError.unresolvableSource(source) }
+        guard !resolved.contains(",") && !resolved.contains("\"") && !resolved.contains(where: \.isNewline) else {
+            throw MountError.unsupportedCharacter(path: condense(resolved, limit: 80))
+        }
+        return BindMount(source: resolved, target: target, readOnly: readOnly)
     }
 
     /// Drops repeated and trailing slashes (but keeps "/").
@@ -158,6 +176,7 @@ public enum MountError: UserFacingError, Equatable {
     case dotDot(path: String)
     case systemTarget(String)
     case missingSource(String)
+    case unresolvableSource(String)
     case duplicateTarget(String)
 
     public var description: String {
@@ -176,6 +195,8 @@ public enum MountError: UserFacingError, Equatable {
             return "mount target \(target) would hide the container's own system directory: mount under another path such as /data"
         case .missingSource(let source):
             return "mount source \(source) does not exist on this node: create it or fix the path"
+        case .unresolvableSource(let source):
+            return "mount source \(source) cannot be resolved as you (a link into a directory you cannot enter?): mount a path you can reach yourself"
         case .duplicateTarget(let target):
             return "two mounts share the target \(target): give each mount its own target"
         }

@@ -129,10 +129,15 @@ public struct DockerClient: Sendable {
         return ports
     }
 
-    /// `docker exec NAME ARGV…`, returning its result as is.
+    /// `docker exec NAME ARGV…` (as the container's root), returning its result as is. The
+    /// command runs with the system's own PATH and no preloaded libraries: the image's ENV may put
+    /// a directory the user mounted first on its PATH, and root must never run the user's files.
     public func exec(_ name: String, _ argv: [String]) throws -> ProcessResult {
-        try run(["exec", name] + argv)
+        try run(["exec"] + Self.rootExecEnvironment + [name] + argv)
     }
+
+    /// What `exec` sets for the command it runs as root.
+    static let rootExecEnvironment = ["-e", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "-e", "LD_PRELOAD=", "-e", "LD_LIBRARY_PATH="]
 
     /// The last lines of the container's logs, condensed to one line, or nil if docker has none.
     public func logTail(_ name: String, lines: Int = 5) -> String? {

@@ -162,6 +162,15 @@ public struct RemoteFiles: FileSystem {
     public func exists(_ path: String) -> Bool { (try? runner.run(["test", "-e", path]).succeeded) ?? false }
     public func isDirectory(_ path: String) -> Bool { (try? runner.run(["test", "-d", path]).succeeded) ?? false }
 
+    public func realPath(_ path: String) throws -> String {
+        let result = try runner.run(["realpath", "-e", "--", path])
+        let resolved = result.stdoutText.trimmingCharacters(in: .newlines)
+        guard result.succeeded, resolved.hasPrefix("/"), !resolved.contains(where: \.isNewline) else {
+            throw DbgboxError("cannot resolve \(condense(path, limit: 120)) on the node: \(condense(result.stderrText, limit: 120))")
+        }
+        return resolved
+    }
+
     private func readOnly(_ path: String) -> Error {
         DbgboxError("\(path) is on the node: dbgbox only reads the node's files")
     }

@@ -20,6 +20,17 @@ public protocol FileSystem: Sendable {
     func setMode(_ mode: mode_t, of path: String) throws
     /// Runs `body` holding an exclusive `flock` on `lockPath` (created if missing).
     func withExclusiveLock<T>(_ lockPath: String, _ body: () throws -> T) throws -> T
+    /// The path with every symlink resolved, as the calling user sees it (realpath): throws
+    /// when a component does not exist or cannot be entered by this user.
+    func realPath(_ path: String) throws -> String
+}
+
+extension FileSystem {
+    /// For file systems without symlinks (test fakes): the path itself, when it exists.
+    public func realPath(_ path: String) throws -> String {
+        guard exists(path) else { throw FileSystemError.io(path: path, operation: "resolve", errno: ENOENT) }
+        return path
+    }
 }
 
 public enum FileSystemError: UserFacingError, Equatable {
@@ -48,6 +59,14 @@ public struct LocalFileSystem: FileSystem {
     public func exists(_ path: String) -> Bool {
         var st = stat()
         return lstat(path, &st) == 0
+    }
+
+    public func realPath(_ path: String) throws -> String {
+        guard let resolved = Glibc.realpath(path, nil) else {
+            throw FileSystemError.io(path: path, operation: "resolve", errno: errno)
+        }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     public func isDirectory(_ path: String) -> Bool {

@@ -93,6 +93,14 @@ RUN printf '%s\n' \
     '  exit 1' \
     '}' \
     '' \
+    '# This script and sshd run as root: they take programs only from the system'\''s own directories, never' \
+    '# from the image'\''s PATH or library path, which may name a directory the user mounted. The image'\''s' \
+    '# environment still reaches ssh sessions (read from /proc below, and $image_path for login shells).' \
+    'image_path=$PATH' \
+    'PATH=/usr/sbin:/usr/bin:/sbin:/bin' \
+    'export PATH' \
+    'unset LD_PRELOAD LD_LIBRARY_PATH' \
+    '' \
     'rm -f "$ready"' \
     'key="${DBGBOX_AUTHORIZED_KEY:-}"' \
     '[ -n "$key" ] || die "DBGBOX_AUTHORIZED_KEY is empty: pass one public key line, e.g. -e DBGBOX_AUTHORIZED_KEY=\"\$(cat ~/.ssh/id_dbgbox.pub)\""' \
@@ -154,12 +162,12 @@ RUN printf '%s\n' \
     '' \
     '# A login shell (ssh without a command) runs /etc/profile, which sets PATH again: the image'\''s PATH' \
     '# goes back in front.' \
-    'case "$PATH" in' \
+    'case "$image_path" in' \
     '  ""|*"'\''"*|*[[:cntrl:]]*) rm -f "$profile" ;;' \
     '  *)' \
     '    mkdir -p /etc/profile.d && printf '\''%s\n'\'' \' \
     '      "# dbgbox: /etc/profile sets PATH for login shells; the image'\''s PATH (Docker ENV) goes first again." \' \
-    '      "dbgbox_path='\''$PATH'\''" \' \
+    '      "dbgbox_path='\''$image_path'\''" \' \
     '      '\''case ":$PATH:" in'\'' \' \
     '      '\''  *":$dbgbox_path:"*) ;;'\'' \' \
     '      '\''  *) PATH="$dbgbox_path${PATH:+:$PATH}" ;;'\'' \' \
