@@ -13,11 +13,11 @@ struct ContainerCreate: ParsableCommand {
         Example: dbgbox container create --gpu V --port auto --mount "/data:/data;/scratch:/scratch"
         """)
 
-    @Option(help: "A profile letter (P, V, G, GT, …), GPU ids such as 0,2, or none.")
-    var gpu: String
+    @Option(help: "A profile letter (P, V, G, GT, …), GPU ids such as 0,2, or none (required unless config.yaml gives gpu:).")
+    var gpu: String?
 
-    @Option(help: "The node port for ssh (1024-65535), or auto.")
-    var port: String = "auto"
+    @Option(help: "The node port for ssh (1024-65535), or auto (default: auto).")
+    var port: String?
 
     @Option(name: .customLong("mount"), help: "Bind mounts as \"SRC:DST;SRC:DST\" (absolute paths).")
     var mountLists: [String] = []
@@ -31,8 +31,11 @@ struct ContainerCreate: ParsableCommand {
     @Option(help: "The public key to authorize (default: ~/.ssh/id_dbgbox.pub).")
     var key: String?
 
-    @Option(help: "How long the container lives: 12h, 90m, 30s, 1d, or 0 for no limit.")
-    var ttl: String = TTL.defaultText
+    @Option(help: "How long the container lives: 12h, 90m, 30s, 1d, or 0 for no limit (default: \(TTL.defaultText)).")
+    var ttl: String?
+
+    @Option(help: "A profile of ~/.config/dbgbox/config.yaml.")
+    var profile: String?
 
     @Option(name: .customLong("gpu-runtime"), help: "How GPUs reach docker: gpus (--gpus) or nvidia (--runtime nvidia).")
     var gpuRuntime: String = GPURuntime.gpus.rawValue
@@ -48,26 +51,35 @@ struct ContainerCreate: ParsableCommand {
         guard let runtime = GPURuntime(rawValue: gpuRuntime) else {
             throw DbgboxError("--gpu-runtime '\(gpuRuntime)' is unknown: use gpus or nvidia")
         }
-        let ttlValue = try TTL.parse(ttl)
-        let portRequest = try PortRequest.parse(port)
         let (runner, node) = try remote.environment()
         defer { node.close() }
         let user = try node.identity(requested: userOptions.user)
         // Keys and config are this machine's; mount sources and the GPU allocation are the node's.
         let fs = LocalFileSystem()
         let nodeFiles = node.files
+        let home = ContainerWiring.dotHome(user, options: userOptions, node: node)
+
+        // The command line first, then config.yaml (--profile, then defaults:), then the built-ins.
+        let config = try DbgboxConfig.load(path: DbgboxConfig.defaultPath(home: home), fs: fs)
+        let given = !mountLists.isEmpty || !volumes.isEmpty
+        let settings = DbgboxSettings(key: key, image: image, gpu: gpu, mounts: given ? [] : nil, port: port, ttl: ttl)
+            .filling(from: try config.settings(profile: profile))
+        guard let gpuValue = settings.gpu else {
+            throw DbgboxError("container create needs --gpu (a profile letter, GPU ids, or none), or gpu: in \(DbgboxConfig.defaultPath(home: home))")
+        }
+        let ttlValue = try TTL.parse(settings.ttl ?? TTL.defaultText)
+        let portRequest = try PortRequest.parse(settings.port ?? "auto")
 
         var mounts: [BindMount] = []
         for list in mountLists { mounts += try BindMount.parseList(list, fs: nodeFiles) }
-        for volume in volumes { mounts.append(try BindMount.parseVolume(volume, fs: nodeFiles)) }
+        // config.yaml's mounts are -v values, each.
+        for volume in given ? volumes : (settings.mounts ?? []) { mounts.append(try BindMount.parseVolume(volume, fs: nodeFiles)) }
         try ContainerSpec.checkMountTargets(mounts, home: user.home)
 
-        let home = ContainerWiring.dotHome(user, options: userOptions, node: node)
-        let keyPath = key.map(ContainerWiring.absolute) ?? AuthorizedKey.defaultPath(home: home)
+        let keyPath = settings.key.map(ContainerWiring.absolute) ?? AuthorizedKey.defaultPath(home: home)
         let authorized = try AuthorizedKey.load(path: keyPath, fs: fs)
 
-        let config = try DbgboxConfig.load(path: DbgboxConfig.defaultPath(home: home), fs: fs)
-        let request = try GPURequest.parse(gpu, profiles: config.gpuProfiles)
+        let request = try GPURequest.parse(gpuValue, profiles: config.gpuProfiles)
         let selection: GPUSelection
         do {
             var env: [String: String] = [:]
@@ -79,7 +91,7 @@ struct ContainerCreate: ParsableCommand {
 
         let service = ContainerWiring.service(node)
         let created = try service.create(
-            ContainerCreateRequest(user: user, image: image ?? ContainerCreateRequest.defaultImage(for: user),
+            ContainerCreateRequest(user: user, image: settings.image ?? ContainerCreateRequest.defaultImage(for: user),
                                    gpu: selection, port: portRequest, mounts: mounts,
                                    authorizedKeyLine: authorized.line, ttl: ttlValue),
             pinnedPath: PinnedHostKeys.defaultPath(home: home))

@@ -100,8 +100,10 @@ struct Up: ParsableCommand {
         defer { node.close() }
         let operations = NodeOperations(
             runner: runner, node: node, home: home, gpuRequest: settings.gpu ?? "none", runtime: runtime,
-            config: config, portRequest: portRequest, ttl: ttlValue, mountLists: settings.mounts ?? [],
-            volumes: volumes, authorizedKeyLine: authorized.line, image: settings.image, base: settings.base)
+            config: config, portRequest: portRequest, ttl: ttlValue, mountLists: mountLists,
+            // config.yaml's mounts are -v values, each (used when the command line gives none).
+            volumes: mountLists.isEmpty && volumes.isEmpty ? (settings.mounts ?? []) : volumes,
+            authorizedKeyLine: authorized.line, image: settings.image, base: settings.base)
         var tunnels = DetachedTunnels(login: login, node: nodeName, flags: flags)
         let optionsData = try JSONEncoder().encode(SessionOptions(flags: flags))
 

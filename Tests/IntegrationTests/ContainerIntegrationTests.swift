@@ -69,6 +69,36 @@ class ContainerITCase: XCTestCase {
 }
 
 final class ContainerIntegrationTests: ContainerITCase {
+    /// config.yaml's `defaults:` and profiles apply to `container create` as documented
+    /// (docs/config.md): command line > the profile > defaults: > built-ins (issue 12, item 6).
+    func testConfigDefaultsAndProfilesApplyWithTheCommandLineFirst() throws {
+        let data = "\(home)/cfgdata"
+        _ = try IT.asUser(["mkdir", "-p", data, "\(home)/.config/dbgbox"], home: home)
+        let yaml = """
+            defaults:
+              gpu: none
+              ttl: 1m
+              mounts: [\(data):/cfgdata:ro]
+            profiles:
+              long: {ttl: 2h}
+            """
+        _ = try IT.asUser(["sh", "-c", "cat > \"$HOME/.config/dbgbox/config.yaml\""], home: home, input: Data(yaml.utf8))
+        let fromDefaults = try create([])
+        XCTAssertEqual(fromDefaults["ttl_seconds"] as? Int, 60, "ttl: 1m from defaults:")
+        XCTAssertEqual(fromDefaults["gpus"] as? [String], [])
+        let name = try XCTUnwrap(fromDefaults["name"] as? String)
+        let mounts = try IT.runner.run(["docker", "inspect", "--format", "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}", name])
+        XCTAssertTrue(mounts.stdoutText.contains("/cfgdata=false"), "the config's read-only mount: \(mounts.stdoutText)")
+        XCTAssertEqual(try create(["--profile", "long"])["ttl_seconds"] as? Int, 7200, "the profile over defaults:")
+        XCTAssertEqual(try create(["--profile", "long", "--ttl", "5m"])["ttl_seconds"] as? Int, 300, "the command line first")
+        // Without --gpu and without gpu: in the config, one line says what is missing.
+        _ = try IT.asUser(["sh", "-c", "printf 'defaults:\\n  ttl: 1m\\n' > \"$HOME/.config/dbgbox/config.yaml\""], home: home)
+        let missing = try IT.dbgbox(["container", "create"], home: home)
+        XCTAssertNotEqual(missing.exitCode, 0)
+        XCTAssertTrue(missing.stderrText.contains("--gpu") && missing.stderrText.contains("config.yaml"), missing.stderrText)
+        XCTAssertEqual(missing.stderrText.split(separator: "\n").count, 1, missing.stderrText)
+    }
+
     /// Stays up, OpenSSH logs in with StrictHostKeyChecking=yes via the pinned alias, and a file
     /// written into a mounted directory belongs to the host user.
     func testContainerStaysUpSSHWorksAndMountedFilesBelongToTheUser() throws {
