@@ -150,6 +150,44 @@ final class SessionManagerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: m.hostConfig.path))
     }
 
+    /// An unexpected error after each step of `up` in turn (issue 12, item 2): everything made is
+    /// undone, in reverse, and the user's own files are as they were, byte for byte.
+    func testAnUnexpectedErrorAfterEachStepUndoesEverything() throws {
+        for step in ["image", "container", "tunnel", "record", "host block"] {
+            try writeUserFiles()
+            let journal = Journal()
+            let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+            var m = manager()
+            m.afterStep = { if $0 == step { throw DbgboxError("unexpected failure after \(step)") } }
+            XCTAssertThrowsError(try m.up(.init(login: "l", node: "n", identityFile: "\(home)/.ssh/id_dbgbox",
+                                                options: Data("{}".utf8)), node: node, tunnels: FakeTunnels(journal: journal))) { error in
+                XCTAssertEqual("\(error)", "unexpected failure after \(step)", step)
+            }
+            XCTAssertTrue(node.containers.isEmpty, step)
+            XCTAssertEqual(journal.steps.last, step == "image" ? "image" : "rm alice_00042", "\(step): \(journal.steps)")
+            XCTAssertFalse(read(pinned)?.contains("dbgbox-alice_00042") ?? false, step)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: m.logPath("alice_00042")), step)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: m.optionsPath("alice_00042")), step)
+            XCTAssertTrue(try m.store.list().records.isEmpty, step)
+            XCTAssertEqual(read("\(home)/.ssh/config"), userConfig, step)
+            XCTAssertEqual(read("\(home)/.ssh/known_hosts"), userKnownHosts, step)
+            XCTAssertFalse(read(m.hostConfig.path)?.contains("dbgbox-alice_00042") ?? false, step)
+        }
+    }
+
+    /// A failed step whose undo also fails says what is left and how to remove it.
+    func testAFailureWhoseUndoFailsSaysWhatIsLeft() throws {
+        let journal = Journal()
+        let node = FakeNode(journal: journal, pinnedPath: pinned, key: hostKey)
+        node.failRemove = true
+        let tunnels = FakeTunnels(journal: journal)
+        tunnels.failStart = true
+        XCTAssertThrowsError(try manager().up(.init(login: "l", node: "n", identityFile: "/k"), node: node, tunnels: tunnels)) { error in
+            XCTAssertEqual("\(error)", "the tunnel did not come up; could not undo the container alice_00042 (node unreachable): "
+                           + "remove what is left with `dbgbox cleanup` (with --login and --node for the container)")
+        }
+    }
+
     /// A failure after the tunnel started (the record's name is taken) stops the tunnel before
     /// removing the container.
     func testRecordFailureStopsTunnelThenRemovesContainer() throws {

@@ -84,6 +84,8 @@ public enum SessionManagerError: UserFacingError, Equatable {
     /// `up` got SIGINT or SIGTERM and undid its steps (`undone`, in the order undone; `failed`:
     /// what could not be undone, with why).
     case interrupted(signal: Int32, undone: [String], failed: [String])
+    /// A step of `up` failed and some of what was made could not be undone (`failed`, with why).
+    case failedWithLeftovers(reason: String, failed: [String])
 
     public var exitCode: Int32 {
         if case .interrupted(let signal, _, _) = self { return 128 + signal }
@@ -104,6 +106,8 @@ public enum SessionManagerError: UserFacingError, Equatable {
             let what = undone.isEmpty ? "nothing had been made" : "undid the " + undone.joined(separator: ", the ")
             guard !failed.isEmpty else { return "up interrupted by \(Interruption.name(signal)): \(what); nothing of the session is left" }
             return "up interrupted by \(Interruption.name(signal)): \(what); could not undo the \(failed.joined(separator: "; the ")): remove what is left with `dbgbox cleanup` (with --login and --node for the container)"
+        case .failedWithLeftovers(let reason, let failed):
+            return "\(reason); could not undo the \(failed.joined(separator: "; the ")): remove what is left with `dbgbox cleanup` (with --login and --node for the container)"
         }
     }
 }
@@ -132,7 +136,8 @@ public struct SessionManager {
     public var interruption: Interruption?
     /// Called after each step of `up` with its name (image, container, tunnel, record, host block),
     /// before the interruption check: the test hook DBGBOX_TEST_PAUSE_AFTER waits here.
-    public var afterStep: (String) -> Void = { _ in }
+    /// A test may throw here to make that step fail.
+    public var afterStep: (String) throws -> Void = { _ in }
 
     public init(store: SessionStore, hostConfig: SSHClientConfigFile, include: SSHConfigInclude,
                 pinnedPath: String, knownHostsPath: String, stateDirectory: String,
@@ -252,13 +257,15 @@ public struct SessionManager {
             if let signal = interruption?.signal ?? (error as? Interrupted)?.signal {
                 throw SessionManagerError.interrupted(signal: signal, undone: undone, failed: failed)
             }
+            // Whatever failed, the user hears what is left (an unexpected error as much as a known one).
+            if !failed.isEmpty { throw SessionManagerError.failedWithLeftovers(reason: "\(error)", failed: failed) }
             throw error
         }
     }
 
     /// After a step of `up`: the test hook, then whether a signal arrived.
     private func checkpoint(_ step: String) throws {
-        afterStep(step)
+        try afterStep(step)
         try interruption?.check()
     }
 
