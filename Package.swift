@@ -3,7 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "dbgbox",
-    platforms: [.macOS(.v13)],
+    // Linux only (WSL 2 included): the engine uses eventfd, /proc and glibc directly. No other
+    // platform is declared, since none is built or tested.
     products: [
         .executable(name: "dbgbox", targets: ["dbgbox"]),
     ],
