@@ -93,6 +93,18 @@ struct ChunkBuffer {
 
 /// Thread 2, the node hop: owns the node session (over the carrier), the accepted client sockets
 /// and their channels. `run()` returns when the hop dies or `stop` is requested.
+///
+/// The rules that keep one connection's bad day its own (issue 11; libssh2 1.10 keeps a call's
+/// progress in session and channel state, so a call abandoned after EAGAIN breaks later ones):
+/// - Every call that said EAGAIN is repeated, with the same arguments, until it ends: a channel
+///   open stays `opening` (one at a time per session) until it succeeds or fails; a free that said
+///   EAGAIN waits in `closing`; an EOF not yet sent is sent again next pass, or finished by the
+///   free's own close. A client that goes away never cuts one of these short.
+/// - A read bound (`SessionTransport.withReadAllowance`) covers one call and ends with it: every
+///   other call must be able to read the transport to its end (the node-hop-down defect came from a
+///   bound that outlived its read).
+/// - A channel the peer closed ends its connection once the client has what came before the close;
+///   its later bytes have nowhere to go (the peer never opens the window again).
 final class NodeForwarder {
     enum End {
         case stopped
@@ -518,7 +530,7 @@ final class NodeForwarder {
         // sshd closes the channel and never opens its window again, so the client's bytes would
         // wait for ever. As OpenSSH's client does, end the connection once the close arrived
         // (checked after the reads above, which may have filed the close with the EOF).
-        if c.downEOF && !c.peerClosed && !c.upEOF && channel.isClosedByPeer {
+        if c.downEOF && !c.peerClosed && !c.upEOF && transport.withReadAllowance(Self.readSlice, { channel.isClosedByPeer }) {
             c.peerClosed = true
             c.upEOF = true
             c.up.clear()
