@@ -59,6 +59,10 @@ struct TunnelCommand: ParsableCommand {
     @Flag(help: "No live status line; events only.")
     var quiet = false
 
+    /// The session of `dbgbox up` this tunnel serves (up passes it): named in its log lines.
+    @Option(help: .hidden)
+    var session: String?
+
     func validate() throws {
         guard TunnelRequest.NodeVia(rawValue: nodeVia) != nil else {
             throw DbgboxError("--node-via \(nodeVia): use direct or exec")
@@ -74,7 +78,7 @@ struct TunnelCommand: ParsableCommand {
             acceptNew: acceptNew, knownHostsFile: knownHosts, sshConfigFile: sshConfig)
         let (plan, prompter, me) = try Self.makePlan(request)
         let checker = HostKeyChecker(prompter: prompter, knownHostsOverride: knownHosts, acceptNew: acceptNew)
-        let console = TunnelConsole(plan: plan, checker: checker, user: me.name,
+        let console = TunnelConsole(plan: plan, checker: checker, user: me.name, session: session,
                                     live: !quiet && isatty(STDERR_FILENO) != 0)
         let tunnel = try DbgboxKit.Tunnel(configuration: plan.configuration, delegate: console)
         console.tunnel = tunnel
@@ -145,6 +149,7 @@ final class TunnelConsole: TunnelDelegate, @unchecked Sendable {
     let plan: TunnelPlan
     let checker: HostKeyChecker
     let user: String
+    let session: String?
     let live: Bool
     weak var tunnel: DbgboxKit.Tunnel?
     private let lock = NSLock()
@@ -153,10 +158,11 @@ final class TunnelConsole: TunnelDelegate, @unchecked Sendable {
     private var statusShown = false
     private var log = TunnelEventLog()
 
-    init(plan: TunnelPlan, checker: HostKeyChecker, user: String, live: Bool) {
+    init(plan: TunnelPlan, checker: HostKeyChecker, user: String, session: String? = nil, live: Bool) {
         self.plan = plan
         self.checker = checker
         self.user = user
+        self.session = session
         self.live = live
     }
 
@@ -183,7 +189,9 @@ final class TunnelConsole: TunnelDelegate, @unchecked Sendable {
         case .hopDown, .reconnecting:
             for text in lock.withLock({ log.lines(for: event) }) { note(text) }
         case .connectionRefused(let peer, let reason):
-            note("refused connection from \(peer): \(reason)")
+            let config = plan.configuration
+            note(TunnelEventLog.refusedLine(peer: peer, reason: reason, target: "\(config.targetHost):\(config.targetPort)",
+                                            session: session))
         case .hopUp, .connectionOpened, .connectionClosed:
             break
         }

@@ -132,7 +132,7 @@ struct Up: ParsableCommand {
         guard foreground else { return }
         // In process: the tunnel runs until Ctrl-C, then the session goes.
         let command = try TunnelCommand.parse(["--login", login, "--node", nodeName, "--port", String(record.targetPort),
-                                               "--local-port", String(record.localPort)] + flags)
+                                               "--local-port", String(record.localPort), "--session", record.name] + flags)
         var tunnelError: Error?
         do { try command.run() } catch { tunnelError = error }
         var quiet = manager
@@ -335,7 +335,7 @@ struct DetachedTunnels: SessionTunnelControl {
     func start(_ launch: TunnelLaunch) throws -> LaunchedTunnel {
         let exe = try Self.executable()
         let argv = [exe, "tunnel", "--login", login, "--node", node, "--port", String(launch.targetPort),
-                    "--local-port", String(launch.localPort), "--quiet"] + flags
+                    "--local-port", String(launch.localPort), "--quiet", "--session", launch.name] + flags
         let pid = try Self.spawnDetached(argv, executable: exe, log: launch.logFile)
         let inspector = ProcFSInspector()
         let deadline = Date().addingTimeInterval(readyTimeout)

@@ -14,18 +14,16 @@ public final class ContainerSessionRunner: SSHSessionRunner, @unchecked Sendable
     public init(sessionName: String, port: UInt16, user: String, pinned: SSHPublicKey, identityFile: String,
                 prompter: Prompter = NoPrompter(), timeout: Double = 10) throws {
         let session: SSHSession
+        let key: SSHPublicKey
         do {
-            session = try SSHSession(host: "127.0.0.1", port: port, timeout: timeout)
+            (session, key) = try LibSSH2HandshakeProbe.open(port: port, timeout: timeout)
         } catch {
             throw IDEError.sessionUnreachable(name: sessionName, port: port, why: "\(error)")
         }
         do {
-            guard let key = session.hostKey else {
-                throw IDEError.sessionUnreachable(name: sessionName, port: port, why: "no host key presented")
-            }
-            guard key.typeName == pinned.type, key.blob == pinned.blob else {
+            guard key.isSameKey(as: pinned) else {
                 throw IDEError.sessionHostKey(name: sessionName, port: port, pinned: pinned.fingerprintSHA256,
-                                              presented: SSHPublicKey(type: key.typeName, blob: key.blob).fingerprintSHA256)
+                                              presented: key.fingerprintSHA256)
             }
             let encrypted = (try? OpenSSHKeyFile.inspect(try LocalFileSystem().read(identityFile)))?.isEncrypted ?? false
             // The key first (the Host block has IdentitiesOnly); an agent may hold it when it is encrypted.

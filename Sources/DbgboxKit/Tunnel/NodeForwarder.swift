@@ -372,7 +372,7 @@ final class NodeForwarder {
                 if isSessionError(error.code) {
                     sessionFailure = describe(error)
                 } else {
-                    c.error = "the node could not open the connection: \(error.message)"
+                    c.error = "\(TunnelEventLog.targetUnreachable): \(error.message)"
                     emit(.connectionRefused(peer: c.peer, reason: c.error!))
                 }
             }

@@ -8,6 +8,17 @@ public struct TunnelEventLog: Sendable {
 
     public init() {}
 
+    /// How a refusal's reason starts when the node could not open the channel to the target.
+    static let targetUnreachable = "the node could not open the connection"
+
+    /// The line for a local connection turned away. When the node could not reach the target (a
+    /// container that stopped or was removed, e.g. by a dockerd restart), it names the target and
+    /// what to run (for `session`, the session of `dbgbox up` the tunnel serves).
+    public static func refusedLine(peer: String, reason: String, target: String, session: String? = nil) -> String {
+        guard reason.hasPrefix(targetUnreachable) else { return "refused connection from \(peer): \(reason)" }
+        return "refused connection from \(peer): \(reason); nothing answers at \(target) on the node: the container stopped or was removed (a dockerd restart removes it): `dbgbox status` checks it; `dbgbox down \(session ?? "NAME")`, then `dbgbox up …`, makes a new one"
+    }
+
     /// The lines for `event` (none for events that are not about the hops). `ready` lines are
     /// the caller's: the first one is the tunnel's result, not a log line.
     public mutating func lines(for event: TunnelEvent) -> [String] {
