@@ -50,6 +50,7 @@ struct ContainerCreate: ParsableCommand {
         }
         let ttlValue = try TTL.parse(ttl)
         let portRequest = try PortRequest.parse(port)
+        if let image { try ImageReference.validateImage(image) }
         let (runner, node) = try remote.environment()
         defer { node.close() }
         let user = try node.identity(requested: userOptions.user)

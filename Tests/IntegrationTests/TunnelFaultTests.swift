@@ -27,7 +27,7 @@ final class TunnelFaultTests: TunnelRigTestCase {
         try underLoad("aborting clients, seed \(seed)") { tunnel in
             let kinds = ["close mid-download", "close mid-upload", "reset mid-download", "half-close download", "half-close echo"]
             var plan: [(kind: Int, size: Int, cut: Int)] = []
-            var random = KnownHostsDifferentialTests.SplitMix64(state: seed)
+            var random = SplitMix64(state: seed)
             for _ in 0..<200 {
                 let kind = random.below(kinds.count)
                 let size = 64 + random.below(4 << 20)
