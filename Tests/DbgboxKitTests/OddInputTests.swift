@@ -27,6 +27,7 @@ final class OddInputTests: XCTestCase {
         let dir = try scratch()
         assertRefused(dir, as: .knownHosts, "\(dir): is a directory, not a file")
         assertRefused("/dev/zero", as: .privateKey, "/dev/zero: is a character device, not a regular file")
+        XCTAssertEqual(try fs.read("/dev/null", as: .sshConfig), Data(), "ssh's -F /dev/null idiom: empty")
         let fifo = "\(dir)/fifo"
         XCTAssertEqual(mkfifo(fifo, 0o600), 0)
         let started = Date()

@@ -146,6 +146,9 @@ public struct LocalFileSystem: FileSystem {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw FileSystemError.io(path: path, operation: "stat", errno: errno) }
         guard st.st_mode & S_IFMT == S_IFREG else {
+            // The null device reads as empty, as ssh's idioms expect (-F /dev/null,
+            // UserKnownHostsFile /dev/null); checked on the opened file, like the rest.
+            if Self.isNullDevice(st) { return Data() }
             throw FileSystemError.notRegularFile(path: path, what: FileSystemError.typeName(st.st_mode))
         }
         guard st.st_size <= kind.limit else { throw FileSystemError.tooLarge(path: path, kind: kind) }
@@ -163,6 +166,13 @@ public struct LocalFileSystem: FileSystem {
             guard data.count + n <= kind.limit else { throw FileSystemError.tooLarge(path: path, kind: kind) }
             data.append(contentsOf: buffer[0..<n])
         }
+    }
+
+    /// Whether `st` is /dev/null's (the same character device).
+    static func isNullDevice(_ st: stat) -> Bool {
+        var null = stat()
+        return st.st_mode & S_IFMT == S_IFCHR && stat("/dev/null", &null) == 0
+            && null.st_mode & S_IFMT == S_IFCHR && st.st_rdev == null.st_rdev
     }
 
     public func exists(_ path: String) -> Bool {
