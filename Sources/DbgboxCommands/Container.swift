@@ -32,7 +32,7 @@ enum ContainerWiring {
     }
 
     static func warn(_ message: String) {
-        FileHandle.standardError.write(Data("dbgbox: warning: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("dbgbox: warning: \(OneLine.message(message))\n".utf8))
     }
 
     /// Makes a path the user typed absolute (relative to the working directory).

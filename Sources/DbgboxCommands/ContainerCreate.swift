@@ -51,6 +51,7 @@ struct ContainerCreate: ParsableCommand {
         guard let runtime = GPURuntime(rawValue: gpuRuntime) else {
             throw DbgboxError("--gpu-runtime '\(gpuRuntime)' is unknown: use gpus or nvidia")
         }
+        if let image { try ImageReference.validateImage(image) }
         let (runner, node) = try remote.environment()
         defer { node.close() }
         let user = try node.identity(requested: userOptions.user)
@@ -69,6 +70,7 @@ struct ContainerCreate: ParsableCommand {
         }
         let ttlValue = try TTL.parse(settings.ttl ?? TTL.defaultText)
         let portRequest = try PortRequest.parse(settings.port ?? "auto")
+        if let image = settings.image { try ImageReference.validateImage(image) }
 
         var mounts: [BindMount] = []
         for list in mountLists { mounts += try BindMount.parseList(list, fs: nodeFiles) }

@@ -67,6 +67,7 @@ public enum DbgboxMain {
         }
         do {
             var command = try Dbgbox.parseAsRoot(arguments)
+            try TildePath.checkHome()
             try command.run()
             exit(0)
         } catch let error as UserFacingError {
@@ -92,7 +93,7 @@ public enum DbgboxMain {
     }
 
     static func fail(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("dbgbox: error: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("dbgbox: error: \(OneLine.message(message))\n".utf8))
         exit(code == 0 ? 1 : code)
     }
 

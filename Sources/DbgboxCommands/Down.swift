@@ -53,7 +53,7 @@ struct Down: ParsableCommand {
                 let tunnel = report.stoppedTunnel ? "tunnel stopped" : "tunnel was \(Status.describe(report.tunnel))"
                 print("down \(record.name): \(tunnel), container removed, Host block \(record.alias) removed (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
             } catch {
-                FileHandle.standardError.write(Data("dbgbox: error: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("dbgbox: error: \(OneLine.message("\(error)"))\n".utf8))
                 failures.append(error)
             }
         }
@@ -66,9 +66,10 @@ struct Down: ParsableCommand {
             return try RemoteOptions.parse([])
         }
         var flags = SessionWiring.remoteFlags(remote)
-        if flags.isEmpty, let data = try? Data(contentsOf: URL(fileURLWithPath: manager.optionsPath(record.name))),
-           let stored = try? JSONDecoder().decode(SessionOptions.self, from: data) {
-            flags = stored.flags
+        let optionsPath = manager.optionsPath(record.name)
+        if flags.isEmpty, manager.fs.exists(optionsPath) {
+            let data = try manager.fs.read(optionsPath, as: .sessionRecord)
+            if let stored = try? JSONDecoder().decode(SessionOptions.self, from: data) { flags = stored.flags }
         }
         return try RemoteOptions.parse(["--login", remote.login ?? login, "--node", remote.node ?? node] + flags)
     }

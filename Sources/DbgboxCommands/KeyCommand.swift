@@ -50,9 +50,11 @@ struct KeyInstall: ParsableCommand {
         }
         let home = ProcessInfo.processInfo.environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? me.home
         let keyPath = expand(key ?? "~/.ssh/id_dbgbox.pub", home: home)
-        guard let data = FileManager.default.contents(atPath: keyPath) else {
+        let fs = LocalFileSystem()
+        guard fs.exists(keyPath) else {
             throw DbgboxError("public key \(keyPath) does not exist: run dbgbox keygen, or pass --key PUBFILE")
         }
+        let data = try fs.read(keyPath, as: .publicKey)
         let line = try KeyInstaller.keyLine(from: data, path: keyPath)
 
         let resolver = SSHConfigResolver(home: me.home, userName: me.name, localHostName: TunnelCommand.hostName())

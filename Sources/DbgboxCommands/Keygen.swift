@@ -23,7 +23,7 @@ struct Keygen: ParsableCommand {
     @Option(name: .customLong("type"), help: "Key type: ed25519 (default) or ecdsa (P-256).")
     var keyType: String = "ed25519"
 
-    @Option(help: "Key comment (default USER@HOSTNAME).")
+    @Option(help: "Key comment, one line without control characters (default USER@HOSTNAME).")
     var comment: String?
 
     @Flag(help: "Replace an existing key pair of that name.")

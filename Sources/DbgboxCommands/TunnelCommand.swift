@@ -50,7 +50,7 @@ struct TunnelCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Check and record host keys in this file instead of ~/.ssh/known_hosts.", valueName: "file"))
     var knownHosts: String?
 
-    @Option(help: ArgumentHelp("The local address to listen on.", valueName: "addr"))
+    @Option(help: ArgumentHelp("The local address to listen on (one other than 127.0.0.1, ::1 or localhost gets a warning: it opens the port to the network).", valueName: "addr"))
     var bind: String = "127.0.0.1"
 
     @Option(name: .customShort("F"), help: ArgumentHelp("The ssh config file to read instead of ~/.ssh/config.", valueName: "file"))
@@ -77,6 +77,7 @@ struct TunnelCommand: ParsableCommand {
             nodeVia: TunnelRequest.NodeVia(rawValue: nodeVia) ?? .direct,
             acceptNew: acceptNew, knownHostsFile: knownHosts, sshConfigFile: sshConfig)
         let (plan, prompter, me) = try Self.makePlan(request)
+        if let warning = request.bindWarning { ContainerWiring.warn(warning) }
         let checker = HostKeyChecker(prompter: prompter, knownHostsOverride: knownHosts, acceptNew: acceptNew)
         let console = TunnelConsole(plan: plan, checker: checker, user: me.name, session: session,
                                     live: !quiet && isatty(STDERR_FILENO) != 0)

@@ -73,6 +73,7 @@ struct Up: ParsableCommand {
         }
         let ttlValue = try TTL.parse(settings.ttl ?? TTL.defaultText)
         let portRequest = try PortRequest.parse(settings.port ?? "auto")
+        if let image = settings.image { try ImageReference.validateImage(image) }
         let keyPath = settings.key.map(ContainerWiring.absolute) ?? AuthorizedKey.defaultPath(home: home)
         let authorized = try AuthorizedKey.load(path: keyPath, fs: LocalFileSystem())
         let identityFile = keyPath.hasSuffix(".pub") ? String(keyPath.dropLast(4)) : keyPath
@@ -345,7 +346,7 @@ struct DetachedTunnels: SessionTunnelControl {
                 stop(pid: pid)
                 throw Interrupted(signal: signal)
             }
-            let text = (try? String(contentsOfFile: launch.logFile, encoding: .utf8)) ?? ""
+            let text = (try? LocalFileSystem().read(launch.logFile, as: .log)).map { String(decoding: $0, as: UTF8.self) } ?? ""
             if text.contains("ready: ") || text.hasPrefix("ready:") {
                 if let startTime { return LaunchedTunnel(pid: pid, startTime: startTime) }
             }

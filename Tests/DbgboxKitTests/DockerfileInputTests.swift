@@ -48,7 +48,7 @@ final class DockerfileInputTests: XCTestCase {
 
     struct FakeFS: FileSystem {
         var files: Set<String>
-        func read(_ path: String) throws -> Data { throw FileSystemError.io(path: path, operation: "read", errno: ENOENT) }
+        func read(_ path: String, as kind: FileKind) throws -> Data { throw FileSystemError.io(path: path, operation: "read", errno: ENOENT) }
         func exists(_ path: String) -> Bool { files.contains(path) }
         func isDirectory(_ path: String) -> Bool { false }
         func writeAtomically(_ data: Data, to path: String, mode: mode_t?) throws {}

@@ -170,7 +170,7 @@ final class DockerfileRenderingTests: XCTestCase {
             .invalidName("X", why: "uppercase"), .defaultNameInvalid(user: "Al"), .invalidBase("-x"),
             .baseNotFound("nope:1"), .baseNotInspectable("b", why: "no /bin/sh"), .unknownFamily("b"),
             .invalidFamily("pacman"), .unsupportedIdentity("why"), .templateInvalid(path: "p", why: "w"),
-            .unreadableFile(option: "--append", path: "/x"), .buildFailed(name: "n", exitCode: 1),
+            .unreadableFile(option: "--append", path: "/x", why: "is a directory, not a file"), .buildFailed(name: "n", exitCode: 1),
         ]
         for error in errors {
             XCTAssertFalse(error.description.contains("\n"), error.description)

@@ -102,7 +102,7 @@ final class KeysPairWriterTests: XCTestCase {
 /// The real file system, except that writing a `.pub` file fails.
 private struct FailingPublicWrites: FileSystem {
     let base = LocalFileSystem()
-    func read(_ path: String) throws -> Data { try base.read(path) }
+    func read(_ path: String, as kind: FileKind) throws -> Data { try base.read(path, as: kind) }
     func exists(_ path: String) -> Bool { base.exists(path) }
     func isDirectory(_ path: String) -> Bool { base.isDirectory(path) }
     func writeAtomically(_ data: Data, to path: String, mode: mode_t?) throws {

@@ -86,18 +86,24 @@ final class RemoteOperationUnitTests: XCTestCase {
 
     /// The node's files are read there and are never written.
     func testRemoteFilesReadOnly() {
+        let gpus = "/var/spool/pbs/aux/gpus"
+        let limit = String(FileKind.gpuFile.limit + 1)
         let runner = ContainerFakeRunner { argv in
             switch argv {
-            case ["cat", "--", "/var/spool/pbs/aux/gpus"]: return ok("gpu07-gpu1\n")
-            case ["test", "-e", "/data"]: return ok()
+            case ["test", "-e", gpus], ["test", "-f", gpus], ["test", "-e", "/data"], ["test", "-e", "/big"], ["test", "-f", "/big"]:
+                return ok()
+            case ["head", "-c", limit, "--", gpus]: return ok("gpu07-gpu1\n")
+            case ["head", "-c", limit, "--", "/big"]: return ok(String(repeating: "x", count: FileKind.gpuFile.limit + 1))
             default: return fail("No such file or directory")
             }
         }
         let files = RemoteFiles(runner: runner)
-        XCTAssertEqual(try files.read("/var/spool/pbs/aux/gpus"), Data("gpu07-gpu1\n".utf8))
+        XCTAssertEqual(try files.read(gpus, as: .gpuFile), Data("gpu07-gpu1\n".utf8))
         XCTAssertTrue(files.exists("/data"))
         XCTAssertFalse(files.exists("/nope"))
-        _ = assertOneLineError(try files.read("/nope"), contains: "/nope")
+        _ = assertOneLineError(try files.read("/nope", as: .gpuFile), contains: "/nope")
+        _ = assertOneLineError(try files.read("/data", as: .gpuFile), contains: "/data on the node: not a regular file")
+        _ = assertOneLineError(try files.read("/big", as: .gpuFile), contains: "larger than 64 KiB")
         _ = assertOneLineError(try files.append(Data(), to: "/x", mode: 0o600), contains: "only reads")
     }
 

@@ -78,11 +78,14 @@ final class KeygenTests: XCTestCase {
             (["keygen", "a/b"], "contains '/'"),
             (["keygen", ".hidden"], "starts with '.'"),
             (["keygen", ""], "empty"),
+            (["keygen", "--comment", "a\nssh-ed25519 AAAA second"], "--comment \"a\\nssh-ed25519 AAAA second\""),
+            (["keygen", "--comment", "tab\there"], "control character"),
         ]
         for (args, text) in cases {
             assertOneLineError(try IT.dbgbox(args, home: home), contains: text)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/id_dbgbox"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh"), "nothing written, not even ~/.ssh")
         let plain = "\(home)/file"
         FileManager.default.createFile(atPath: plain, contents: Data())
         assertOneLineError(try IT.dbgbox(["keygen", "--dir", plain], home: home), contains: "not a directory")
@@ -103,12 +106,19 @@ final class KeygenTests: XCTestCase {
         XCTAssertEqual(r.exitCode, 0, r.stderrText)
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(home)/k/id_tilde"))
 
-        // An empty HOME falls back to the passwd entry's home directory.
+        // An unset HOME falls back to the passwd entry's home directory.
         let name = "it\(UUID().uuidString.prefix(6).lowercased())"
         let passwdDir = "\(IT.user.home)/.dbgbox-it-\(name)"
         defer { try? FileManager.default.removeItem(atPath: passwdDir) }
-        let p = try IT.dbgbox(["keygen", name, "--dir", "~/.dbgbox-it-\(name)"], home: "")
+        let p = try IT.asUser(["env", "-u", "HOME", try IT.requireBinary(), "keygen", name, "--dir", "~/.dbgbox-it-\(name)"])
         XCTAssertEqual(p.exitCode, 0, p.stderrText)
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(passwdDir)/id_\(name)"))
+
+        // An empty or relative HOME is refused: keys would land under the working directory.
+        for bad in ["", "relative/home"] {
+            let r = try IT.dbgbox(["keygen", name + "x", "--dir", "~/.dbgbox-it-\(name)"], home: bad)
+            assertOneLineError(r, contains: "HOME=\"\(bad)\" is not an absolute path")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(passwdDir)/id_\(name)x"))
+        }
     }
 }

@@ -117,15 +117,48 @@ public struct DbgboxConfig: Sendable, Equatable {
     /// Reads the config at `path`; a missing file gives the built-in configuration.
     public static func load(path: String, fs: FileSystem = LocalFileSystem()) throws -> DbgboxConfig {
         guard fs.exists(path) else { return DbgboxConfig() }
-        let data = try fs.read(path)
+        let data = try fs.read(path, as: .config)
         return try parse(String(decoding: data, as: UTF8.self), path: path)
+    }
+
+    /// The most values (scalars, mappings, sequences, counting each alias as the nodes it stands
+    /// for) a config may hold; a real one has a few dozen.
+    public static let maxValues = 10_000
+
+    /// Counts `node`'s values against `budget`; false as soon as it runs out (never walks more
+    /// than `budget` nodes, however far aliases would expand).
+    static func fitsBudget(_ node: Yams.Node, _ budget: inout Int) -> Bool {
+        budget -= 1
+        guard budget >= 0 else { return false }
+        switch node {
+        case .scalar, .alias:
+            return true
+        case .mapping(let mapping):
+            for (key, value) in mapping where !fitsBudget(key, &budget) || !fitsBudget(value, &budget) { return false }
+            return true
+        case .sequence(let sequence):
+            for item in sequence where !fitsBudget(item, &budget) { return false }
+            return true
+        }
     }
 
     /// Parses config text; `path` only names the file in errors.
     public static func parse(_ text: String, path: String) throws -> DbgboxConfig {
         let root: Any?
         do {
-            root = try Yams.load(yaml: text)
+            // Composed first: aliases share their anchor's nodes, so this stays as small as the
+            // text. Only a tree of at most `maxValues` values (aliases counted as expanded) is
+            // turned into values: "billion laughs" (nested aliases) is refused, not expanded.
+            let node = try Yams.compose(yaml: text)
+            if let node {
+                var budget = maxValues
+                guard fitsBudget(node, &budget) else {
+                    throw ConfigError.malformed(path: path, why: "more than \(maxValues) values once YAML aliases are expanded: write the profiles out, without nested aliases")
+                }
+            }
+            root = node?.any
+        } catch let error as ConfigError {
+            throw error
         } catch {
             throw ConfigError.malformed(path: path, why: condense("\(error)"))
         }

@@ -61,7 +61,7 @@ public enum PortError: UserFacingError, Equatable {
     public var description: String {
         switch self {
         case .notANumber(let text):
-            return "--port '\(condense(text, limit: 20))' is not a port number: use digits only in 1024-65535, or auto"
+            return "--port \(shown(text, limit: 20)) is not a port number: use digits only in 1024-65535, or auto"
         case .outOfRange(let text):
             return "--port \(text) is outside 1024-65535: pick an unprivileged port, or use --port auto"
         case .listening(let port):

@@ -243,9 +243,13 @@ public struct ContainerService: Sendable {
     /// `[localhost]:N` entries in `knownHostsPath` for every port involved.
     public func cleanup(user: UserIdentity, container: String?, port: UInt16?, knownHostsPath: String,
                         pinnedPath: String, dryRun: Bool) throws -> CleanupReport {
+        // The files first: an odd known_hosts (a directory, a FIFO) stops before docker removes anything.
+        try fs.checkIfPresent(knownHostsPath, as: .knownHosts)
+        try fs.checkIfPresent(pinnedPath, as: .knownHosts)
         var targets: [DockerContainer] = []
         var aliases: [String] = []
         if let container {
+            try ContainerSpec.validateName(container)
             if let c = try? ownContainer(container, user: user) {
                 targets = [c]
             } else if try docker.container(named: container) != nil {

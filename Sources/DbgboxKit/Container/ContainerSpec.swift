@@ -11,8 +11,8 @@ public enum AuthorizedKey {
         guard fs.exists(path) else { throw ContainerError.keyMissing(path) }
         guard !fs.isDirectory(path) else { throw ContainerError.keyUnreadable(path, why: "it is a directory") }
         let text: String
-        do { text = String(decoding: try fs.read(path), as: UTF8.self) } catch {
-            throw ContainerError.keyUnreadable(path, why: "it cannot be read")
+        do { text = String(decoding: try fs.read(path, as: .publicKey), as: UTF8.self) } catch {
+            throw ContainerError.keyUnreadable(path, why: FileSystemError.reason(error, otherwise: "it cannot be read"))
         }
         if text.contains("PRIVATE KEY-----") || text.contains("PuTTY-User-Key-File") {
             throw ContainerError.keyIsPrivate(path)
@@ -71,6 +71,18 @@ public struct ContainerSpec: Sendable, Equatable {
 
     public var hostKeyAlias: String { Self.hostKeyAlias(for: name) }
     public static func hostKeyAlias(for name: String) -> String { "dbgbox-\(name)" }
+
+    /// Docker's rule for container names (ids fit it too): `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. A name
+    /// outside it cannot exist, so saying "nothing removed" would hide a typo.
+    public static func validateName(_ name: String) throws {
+        func alphanumeric(_ c: Unicode.Scalar) -> Bool {
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c)
+        }
+        guard let first = name.unicodeScalars.first, alphanumeric(first),
+              name.unicodeScalars.allSatisfy({ alphanumeric($0) || "_.-".unicodeScalars.contains($0) }) else {
+            throw ContainerError.invalidName(name)
+        }
+    }
 
     public var labels: [(String, String)] {
         [
@@ -138,6 +150,7 @@ public enum ContainerError: UserFacingError, Equatable {
     case noSuchContainer(String)
     case notDbgbox(String)
     case otherOwner(name: String, owner: String)
+    case invalidName(String)
 
     public var description: String {
         switch self {
@@ -174,6 +187,8 @@ public enum ContainerError: UserFacingError, Equatable {
             return "container \(name) was not made by dbgbox: dbgbox removes only its own containers"
         case .otherOwner(let name, let owner):
             return "container \(name) belongs to \(owner): dbgbox removes only your own"
+        case .invalidName(let name):
+            return "\(shown(name)) cannot be a container name (docker names are letters, digits and _.- after a letter or digit): see your containers with dbgbox container list"
         }
     }
 }

@@ -90,8 +90,8 @@ public struct GPUAllocation: Sendable, Equatable {
         if let path = env["PBS_GPUFILE"], !path.isEmpty {
             guard fs.exists(path) else { throw GPUError.gpuFileUnreadable(path: path, why: "no such file") }
             let text: String
-            do { text = String(decoding: try fs.read(path), as: UTF8.self) } catch {
-                throw GPUError.gpuFileUnreadable(path: path, why: "cannot read it")
+            do { text = String(decoding: try fs.read(path, as: .gpuFile), as: UTF8.self) } catch {
+                throw GPUError.gpuFileUnreadable(path: path, why: FileSystemError.reason(error, otherwise: "cannot read it"))
             }
             let ids = try parsePBSGPUFile(text, path: path)
             return ids.isEmpty ? nil : GPUAllocation(ids: ids, source: "PBS_GPUFILE=\(path)")

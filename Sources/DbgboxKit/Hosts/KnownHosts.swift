@@ -45,10 +45,12 @@ public struct KnownHostsFile: Sendable {
     /// the old mode masked with 0644, like ssh-keygen's fchmod.
     public func remove(hosts: [String], dryRun: Bool = false) throws -> [RemovedKnownHostsEntry] {
         guard !hosts.isEmpty, fs.exists(path) else { return [] }
-        if dryRun { return Self.edit(try fs.read(path), removing: hosts, path: path).removed }
+        // Read before the lock file is made: an odd file (a directory, a FIFO) leaves nothing behind.
+        let checked = try fs.read(path, as: .knownHosts)
+        if dryRun { return Self.edit(checked, removing: hosts, path: path).removed }
         return try fs.withExclusiveLock(path + ".lock") {
             guard fs.exists(path) else { return [] }
-            let original = try fs.read(path)
+            let original = try fs.read(path, as: .knownHosts)
             let (kept, removed) = Self.edit(original, removing: hosts, path: path)
             guard !removed.isEmpty else { return [] }
             let mode = try fs.mode(of: path)
@@ -134,7 +136,7 @@ public struct PinnedHostKeys: Sendable {
     /// The key pinned for `alias`, if any.
     public func key(for alias: String) throws -> SSHPublicKey? {
         guard fs.exists(path) else { return nil }
-        for line in KnownHostsText.lines(try fs.read(path)) {
+        for line in KnownHostsText.lines(try fs.read(path, as: .knownHosts)) {
             guard let rest = Self.rest(of: line, alias: alias) else { continue }
             return try SSHPublicKey(line: String(decoding: rest, as: UTF8.self))
         }
@@ -147,7 +149,7 @@ public struct PinnedHostKeys: Sendable {
         guard fs.exists(path) else { return (Data(), false) }
         var out = Data()
         var found = false
-        for line in KnownHostsText.lines(try fs.read(path), keepNUL: true) {
+        for line in KnownHostsText.lines(try fs.read(path, as: .knownHosts), keepNUL: true) {
             if Self.rest(of: line, alias: alias) != nil {
                 found = true
             } else {

@@ -100,7 +100,7 @@ public struct KnownHostsVerifier: Sendable {
         }
         try fs.withExclusiveLock(file + ".lock") {
             var bytes = Data()
-            if fs.exists(file), let last = try fs.read(file).last, last != KnownHostsText.newline {
+            if fs.exists(file), let last = try fs.read(file, as: .knownHosts).last, last != KnownHostsText.newline {
                 bytes.append(KnownHostsText.newline)
             }
             bytes.append(contentsOf: Array("\(field) \(type) \(keyBlob.base64EncodedString())\n".utf8))
@@ -122,8 +122,8 @@ public struct KnownHostsVerifier: Sendable {
     /// @cert-authority lines are left out.
     func entries(for name: String) throws -> [Entry] {
         var result: [Entry] = []
-        for file in files where fs.exists(file) && !fs.isDirectory(file) {
-            for (index, line) in KnownHostsText.lines(try fs.read(file)).enumerated() {
+        for file in files where fs.exists(file) {
+            for (index, line) in KnownHostsText.lines(try fs.read(file, as: .knownHosts)).enumerated() {
                 guard case .entry(matched: name?, marker: let marked) = KnownHostsLine.classify(line, hosts: [name]) else {
                     continue
                 }

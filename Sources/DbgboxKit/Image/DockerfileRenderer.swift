@@ -48,10 +48,7 @@ public struct ImageTemplates: Sendable, Equatable {
     public static func load(directory: String, dockerfileOverride: String? = nil,
                             fileSystem: FileSystem = LocalFileSystem()) throws -> ImageTemplates {
         func text(_ path: String, option: String) throws -> String {
-            guard let data = try? fileSystem.read(path), let string = String(data: data, encoding: .utf8) else {
-                throw ImageError.unreadableFile(option: option, path: path)
-            }
-            return string
+            try ImageError.readText(path, option: option, kind: .template, fileSystem: fileSystem)
         }
         let dir = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
         let dockerfile: String

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Why an image could not be rendered or built. Each case reads as one line: what is wrong, what to do.
 public enum ImageError: UserFacingError, Equatable {
     /// `--name` is not a docker image reference.
@@ -6,6 +8,8 @@ public enum ImageError: UserFacingError, Equatable {
     case defaultNameInvalid(user: String)
     /// `--base` is empty or malformed.
     case invalidBase(String)
+    /// `--image` is empty or malformed.
+    case invalidImage(String, why: String)
     /// `docker image inspect BASE` found nothing.
     case baseNotFound(String)
     /// The base has no /bin/sh to look inside with.
@@ -18,24 +22,21 @@ public enum ImageError: UserFacingError, Equatable {
     case unsupportedIdentity(String)
     /// A template would not parse.
     case templateInvalid(path: String, why: String)
-    /// `--template` / `--append` file unreadable.
-    case unreadableFile(option: String, path: String)
+    /// `--template` / `--append` file unreadable: why.
+    case unreadableFile(option: String, path: String, why: String)
     /// `docker build` exited non-zero.
     case buildFailed(name: String, exitCode: Int32)
-
-    /// Quoted, with control characters escaped, so a message stays on one line.
-    static func shown(_ text: String) -> String {
-        String(reflecting: text)
-    }
 
     public var description: String {
         switch self {
         case .invalidName(let name, let why):
-            return "image name \(Self.shown(name)) is not valid (\(why)): use lowercase letters, digits and separators, e.g. alice/ssh:latest"
+            return "image name \(shown(name)) is not valid (\(why)): use lowercase letters, digits and separators, e.g. alice/ssh:latest"
         case .defaultNameInvalid(let user):
             return "user name '\(user)' does not make a valid image name '\(user)/ssh:latest': pass --name, e.g. --name mine/ssh:latest"
         case .invalidBase(let base):
-            return "base image \(Self.shown(base)) is not a valid image reference: pass --base as NAME[:TAG], e.g. --base ubuntu:22.04"
+            return "base image \(shown(base)) is not a valid image reference: pass --base as NAME[:TAG], e.g. --base ubuntu:22.04"
+        case .invalidImage(let image, let why):
+            return "--image \(shown(image)) is not a valid image reference (\(why)): pass NAME[:TAG] of an image from dbgbox image create, e.g. --image alice/ssh:latest"
         case .baseNotFound(let base):
             return "base image \(base) not found: docker pull \(base), or docker images to list local ones"
         case .baseNotInspectable(let base, let why):
@@ -48,8 +49,8 @@ public enum ImageError: UserFacingError, Equatable {
             return "cannot mirror this user into an image: \(why)"
         case .templateInvalid(let path, let why):
             return "template \(path) does not parse (\(why)): fix the Mustache syntax, or drop --template to use the installed one"
-        case .unreadableFile(let option, let path):
-            return "\(option) \(path): cannot read the file: check the path and its permissions"
+        case .unreadableFile(let option, let path, let why):
+            return "\(option) \(path): \(why): check the path and its permissions"
         case .buildFailed(let name, let code):
             return "docker build of \(name) failed (exit \(code)): see docker's output above; `dbgbox image create --print` shows the Dockerfile"
         }
@@ -57,6 +58,19 @@ public enum ImageError: UserFacingError, Equatable {
 }
 
 extension ImageError {
+    /// A template or Dockerfile part as UTF-8 text; anything else is `unreadableFile`.
+    static func readText(_ path: String, option: String, kind: FileKind, fileSystem: FileSystem) throws -> String {
+        let data: Data
+        do { data = try fileSystem.read(path, as: kind) } catch {
+            throw ImageError.unreadableFile(option: option, path: path,
+                                            why: FileSystemError.reason(error, otherwise: "cannot read the file"))
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ImageError.unreadableFile(option: option, path: path, why: "not UTF-8 text")
+        }
+        return text
+    }
+
     /// Docker is unusable while `--print` needed it only to look at the base: say how to avoid that.
     public struct NeedsFamily: UserFacingError, Equatable {
         public let docker: DockerError

@@ -18,10 +18,21 @@ public enum ImageReference {
 
     /// Checks `--base`: a reference (digest allowed) or an image id.
     public static func validateBase(_ base: String) throws {
-        if base.wholeMatch(hex: 12...64) || base.hasPrefix("sha256:") && String(base.dropFirst(7)).wholeMatch(hex: 64...64) {
-            return
+        if problem(runnable: base) != nil { throw ImageError.invalidBase(base) }
+    }
+
+    /// Checks `--image` of container create and up, as `--base`: so that a value docker would
+    /// read as a flag ("-v…") or one holding a newline fails with dbgbox's line, not docker's usage.
+    public static func validateImage(_ image: String) throws {
+        if let why = problem(runnable: image) { throw ImageError.invalidImage(image, why: why) }
+    }
+
+    /// Why `reference` cannot name an image to run or build from (digest allowed, or an image id).
+    static func problem(runnable reference: String) -> String? {
+        if reference.wholeMatch(hex: 12...64) || reference.hasPrefix("sha256:") && String(reference.dropFirst(7)).wholeMatch(hex: 64...64) {
+            return nil
         }
-        if problem(base, allowDigest: true) != nil { throw ImageError.invalidBase(base) }
+        return problem(reference, allowDigest: true)
     }
 
     /// `$USER/ssh:latest`, lowercased; nil if the user name cannot make a valid reference.

@@ -63,10 +63,7 @@ public struct ImageService: Sendable {
                                                 dockerfileOverride: request.templatePath, fileSystem: fileSystem)
         var append: String?
         if let appendPath = request.appendPath {
-            guard let data = try? fileSystem.read(appendPath), let text = String(data: data, encoding: .utf8) else {
-                throw ImageError.unreadableFile(option: "--append", path: appendPath)
-            }
-            append = text
+            append = try ImageError.readText(appendPath, option: "--append", kind: .dockerfilePart, fileSystem: fileSystem)
         }
 
         let facts: BaseImageFacts

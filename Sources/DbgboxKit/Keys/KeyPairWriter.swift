@@ -10,6 +10,7 @@ public enum KeygenError: UserFacingError, Equatable {
     case invalidName(String, reason: String)
     case alreadyExists(String)
     case notADirectory(String)
+    case invalidComment(String)
 
     public var description: String {
         switch self {
@@ -23,6 +24,8 @@ public enum KeygenError: UserFacingError, Equatable {
             return "\(path) already exists: pass --force to replace the key pair (the old key stops working), or choose another NAME"
         case .notADirectory(let path):
             return "\(path) exists and is not a directory: give --dir a directory"
+        case .invalidComment(let comment):
+            return "--comment \(shown(comment)) contains a control character (a newline would put a second line in the .pub file): give a one-line comment such as alice@laptop"
         }
     }
 }
@@ -73,9 +76,17 @@ public struct KeyPairWriter: Sendable {
         if name.contains("\0") || name.contains("\n") { throw KeygenError.invalidName(name, reason: "it contains a control character") }
     }
 
+    /// The comment ends the .pub line: no control characters (C0, DEL, C1), so it stays one line.
+    public static func validate(comment: String) throws {
+        if comment.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) }) {
+            throw KeygenError.invalidComment(comment)
+        }
+    }
+
     /// Generates a key (or writes `key`, for tests) as the request says.
     public func write(_ request: KeygenRequest, key given: OpenSSHPrivateKey? = nil) throws -> KeygenResult {
         try Self.validate(name: request.name)
+        try Self.validate(comment: given?.comment ?? request.comment)
         if fs.exists(request.directory) {
             guard fs.isDirectory(request.directory) else { throw KeygenError.notADirectory(request.directory) }
         } else {
@@ -120,6 +131,13 @@ public enum TildePath {
     public static func home(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let home = environment["HOME"], !home.isEmpty { return home }
         return UserIdentity.lookup(uid: getuid())?.home ?? "/"
+    }
+
+    /// An unset HOME means the passwd home; a set one must be absolute, or keys, known_hosts and
+    /// config would be written under whatever directory the command runs in.
+    public static func checkHome(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        guard let home = environment["HOME"], !home.hasPrefix("/") else { return }
+        throw DbgboxError("HOME=\(shown(home)) is not an absolute path: set HOME to your home directory, e.g. HOME=/home/\(UserIdentity.lookup(uid: getuid())?.name ?? "you"), or unset it")
     }
 
     public static func expand(_ path: String, home: String) -> String {

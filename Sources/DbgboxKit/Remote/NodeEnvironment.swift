@@ -151,11 +151,18 @@ public struct RemoteFiles: FileSystem {
 
     public init(runner: ProcessRunner) { self.runner = runner }
 
-    public func read(_ path: String) throws -> Data {
-        let result = try runner.run(["cat", "--", path])
+    /// `test -f` first (a regular file, through links), then at most one byte past the limit with
+    /// `head -c`, so a directory, FIFO or device on the node is refused as locally.
+    public func read(_ path: String, as kind: FileKind) throws -> Data {
+        if (try? runner.run(["test", "-e", path]).succeeded) == true,
+           (try? runner.run(["test", "-f", path]).succeeded) == false {
+            throw DbgboxError("\(path) on the node: not a regular file (a directory, FIFO or device)")
+        }
+        let result = try runner.run(["head", "-c", String(kind.limit + 1), "--", path])
         guard result.succeeded else {
             throw DbgboxError("cannot read \(path) on the node: \(condense(result.stderrText, limit: 120)): check the path there")
         }
+        guard result.stdout.count <= kind.limit else { throw FileSystemError.tooLarge(path: "\(path) on the node", kind: kind) }
         return result.stdout
     }
 

@@ -109,7 +109,7 @@ public struct SSHConfigResolver: Sendable {
         if flags.contains(.checkPermissions), let mode = try? fs.mode(of: path), mode & 0o022 != 0 {
             throw SSHConfigError.unsafePermissions(path)
         }
-        let data = try fs.read(path)
+        let data = try fs.read(path, as: .sshConfig)
         var active = startActive
         // getline: lines end at "\n"; C strings end at a NUL.
         var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)

@@ -33,7 +33,7 @@ public struct SSHClientConfigFile: Sendable {
         let text = Array(try block.rendered().utf8)
         try ensureDirectory()
         return try fs.withExclusiveLock(lockPath) {
-            let original = fs.exists(path) ? [UInt8](try fs.read(path)) : []
+            let original = fs.exists(path) ? [UInt8](try fs.read(path, as: .sshConfig)) : []
             let lines = ConfigText.lines(original)
             var updated: [UInt8]
             let replaced: Bool
@@ -59,7 +59,7 @@ public struct SSHClientConfigFile: Sendable {
         guard fs.exists(path) else { return false }
         return try fs.withExclusiveLock(lockPath) {
             guard fs.exists(path) else { return false }
-            let lines = ConfigText.lines([UInt8](try fs.read(path)))
+            let lines = ConfigText.lines([UInt8](try fs.read(path, as: .sshConfig)))
             guard let region = Self.regions(lines).first(where: { $0.name == name })?.lines else { return false }
             let kept = lines[..<region.lowerBound].flatMap { $0 } + lines[region.upperBound...].flatMap { $0 }
             if kept.isEmpty {
@@ -74,14 +74,14 @@ public struct SSHClientConfigFile: Sendable {
     /// The session names that have a block, in file order.
     public func names() throws -> [String] {
         guard fs.exists(path) else { return [] }
-        return Self.regions(ConfigText.lines([UInt8](try fs.read(path)))).map(\.name)
+        return Self.regions(ConfigText.lines([UInt8](try fs.read(path, as: .sshConfig)))).map(\.name)
     }
 
     /// The blocks, in file order. Throws `SessionError.malformedBlock` for one edited by hand
     /// (`remove(name:)` still removes it).
     public func blocks() throws -> [SessionHostBlock] {
         guard fs.exists(path) else { return [] }
-        let lines = ConfigText.lines([UInt8](try fs.read(path)))
+        let lines = ConfigText.lines([UInt8](try fs.read(path, as: .sshConfig)))
         return try Self.regions(lines).map { region in
             let inner = lines[(region.lines.lowerBound + 1)..<max(region.lines.lowerBound + 1, region.lines.upperBound - 1)]
             guard let block = SessionHostBlock.parse(name: region.name, lines: inner.map(ConfigText.content)) else {

@@ -185,7 +185,7 @@ public struct SSHConfigInclude: Sendable {
 
     private func readUserConfig() -> Result<[UInt8], ReadProblem> {
         do {
-            return .success([UInt8](try fs.read(userConfigPath)))
+            return .success([UInt8](try fs.read(userConfigPath, as: .sshConfig)))
         } catch {
             return .failure(ReadProblem(reason: "it cannot be read (\(Self.reason(error)))"))
         }
@@ -215,7 +215,7 @@ public struct SSHConfigInclude: Sendable {
     /// nil when dbgbox did not add the line to this file; else whether it created the file.
     private func ownership() throws -> Bool? {
         guard fs.exists(ownershipPath) else { return nil }
-        let text = String(decoding: try fs.read(ownershipPath), as: UTF8.self)
+        let text = String(decoding: try fs.read(ownershipPath, as: .sessionRecord), as: UTF8.self)
         if text == "created \(userConfigPath)\n" { return true }
         if text == "prepended \(userConfigPath)\n" { return false }
         return nil

@@ -168,7 +168,7 @@ public struct SessionStore: Sendable {
 
     private func decode(_ file: String) throws -> SessionRecord {
         do {
-            return try Self.decoder.decode(SessionRecord.self, from: try fs.read(file))
+            return try Self.decoder.decode(SessionRecord.self, from: try fs.read(file, as: .sessionRecord))
         } catch is DecodingError {
             throw SessionError.unreadableRecord(path: file)
         }

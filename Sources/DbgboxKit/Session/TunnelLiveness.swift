@@ -22,7 +22,7 @@ public struct ProcFSInspector: ProcessInspector {
     /// Field 22 (starttime) of /proc/PID/stat. The command name (field 2) may hold spaces and
     /// parentheses, so fields are counted from the last ')'.
     public func startTime(of pid: Int32) -> UInt64? {
-        guard pid > 0, let data = try? fs.read("\(procRoot)/\(pid)/stat") else { return nil }
+        guard pid > 0, let data = try? fs.read("\(procRoot)/\(pid)/stat", as: .procFile) else { return nil }
         let text = String(decoding: data, as: UTF8.self)
         guard let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
@@ -33,7 +33,7 @@ public struct ProcFSInspector: ProcessInspector {
 
     public func commandLine(of pid: Int32) -> Data? {
         guard pid > 0 else { return nil }
-        return try? fs.read("\(procRoot)/\(pid)/cmdline")
+        return try? fs.read("\(procRoot)/\(pid)/cmdline", as: .procFile)
     }
 }
 

@@ -348,8 +348,10 @@ public final class Tunnel: @unchecked Sendable {
                     }
                 case .keyFile(let path, let passphrase):
                     let shown = Self.tildePath(path)
-                    guard let data = FileManager.default.contents(atPath: path) else {
-                        tried.append("\(shown) (cannot read the file)")
+                    // The bounded checker reads the key before libssh2 opens the path itself.
+                    let data: Data
+                    do { data = try LocalFileSystem().read(path, as: .privateKey) } catch {
+                        tried.append("\(shown) (\(FileSystemError.reason(error, otherwise: "cannot read the file")))")
                         continue
                     }
                     if let info = try? OpenSSHKeyFile.inspect(data), let reason = info.unusableReason {

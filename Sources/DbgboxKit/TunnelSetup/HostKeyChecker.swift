@@ -93,7 +93,7 @@ public struct HostKeyChecker: Sendable {
     }
 
     private func appendAlias(_ alias: String, key: SSHPublicKey, to file: String) throws {
-        let existing = (try? fs.read(file)) ?? Data()
+        let existing = try fs.exists(file) ? fs.read(file, as: .knownHosts) : Data()
         var line = Data()
         if let last = existing.last, last != UInt8(ascii: "\n") { line.append(UInt8(ascii: "\n")) }
         line.append(Data("\(alias) \(key.type) \(key.blob.base64EncodedString())\n".utf8))

@@ -114,9 +114,14 @@ public struct TunnelPlanner: Sendable {
                 if isExplicit { throw TunnelSetupError.missingKey(label: label, path: path) }
                 continue
             }
+            // Read here with the bounded checker before libssh2 ever opens the path itself.
             let inspected: OpenSSHKeyFile
             do {
-                inspected = try OpenSSHKeyFile.inspect(try fs.read(path))
+                inspected = try OpenSSHKeyFile.inspect(try fs.read(path, as: .privateKey))
+            } catch let error as FileSystemError {
+                if isExplicit { throw TunnelSetupError.unusableKey(label: label, path: path, reason: error.reason) }
+                skipped.append("\(path): \(error.reason)")
+                continue
             } catch {
                 if isExplicit { throw TunnelSetupError.unusableKey(label: label, path: path, reason: "\(error)") }
                 skipped.append("\(path): not a private key")

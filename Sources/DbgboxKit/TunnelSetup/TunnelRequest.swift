@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What `dbgbox tunnel` was asked for, before ssh-config resolution.
 public struct TunnelRequest: Sendable, Equatable {
@@ -45,5 +48,19 @@ public struct TunnelRequest: Sendable, Equatable {
         self.acceptNew = acceptNew
         self.knownHostsFile = knownHostsFile
         self.sshConfigFile = sshConfigFile
+    }
+
+    /// A warning when `--bind` is not a loopback address: the tunnel's port is then open to
+    /// whoever reaches this machine. nil for 127.0.0.0/8, ::1 and localhost.
+    public var bindWarning: String? {
+        guard !Self.isLoopback(bindAddress) else { return nil }
+        return "--bind \(shown(bindAddress)) is not a loopback address: anyone who can reach this machine on port \(localPort ?? targetPort) reaches the container's sshd (only your key lets them in); leave --bind out to listen on 127.0.0.1 only"
+    }
+
+    public static func isLoopback(_ address: String) -> Bool {
+        if address.lowercased() == "localhost" || address == "::1" || address == "[::1]" { return true }
+        var v4 = in_addr()
+        guard inet_pton(AF_INET, address, &v4) == 1 else { return false }
+        return UInt32(bigEndian: v4.s_addr) >> 24 == 127
     }
 }
