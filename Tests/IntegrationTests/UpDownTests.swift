@@ -323,4 +323,42 @@ final class UpDownTests: XCTestCase {
             }
         }
     }
+
+    /// The probe's case (issue 12, item 2): with ~/.ssh/config a directory, `up` used to make the
+    /// container, start the tunnel, write the record and the Host block, then crash, leaving all of
+    /// it. Now the session is made whole and the one thing it cannot do is said in one warning, as
+    /// for a config it may not edit (the Include line to add by hand); `down` then leaves nothing.
+    func testUpWithAnOddSSHConfigWarnsOnceAndDownLeavesNothing() throws {
+        let (bed, home) = try prepare("updown-odd")
+        _ = try IT.asUser(["mkdir", "-p", "\(home)/.ssh/config"], home: home)
+        func ownContainers() throws -> Set<String> {
+            Set(try IT.runner.run(["docker", "ps", "-a", "--filter", "label=dbgbox.owner=\(IT.testUser)",
+                                   "--format", "{{.Names}}"]).stdoutText.split(separator: "\n").map(String.init))
+        }
+        let before = try ownContainers()
+        let up = try run(bed, home: home, ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
+                                           "--image", "\(bed.user)/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed))
+        let made = try ownContainers().subtracting(before)
+        Self.containers += made
+        XCTAssertEqual(up.exitCode, 0, up.stderrText)
+        XCTAssertFalse(up.stderrText.contains("Fatal error"), up.stderrText)
+        let warnings = up.stderrText.split(separator: "\n").filter { $0.hasPrefix("dbgbox: warning: ") }
+        XCTAssertEqual(warnings.count, 1, up.stderrText)
+        XCTAssertTrue(warnings.first.map { $0.contains(".ssh/config") && $0.contains("is a directory") && $0.contains("Include ") } ?? false,
+                      up.stderrText)
+        XCTAssertEqual(made.count, 1)
+        XCTAssertEqual(try status(bed, home: home).count, 1)
+
+        let down = try run(bed, home: home, ["down", "--all"])
+        XCTAssertEqual(down.exitCode, 0, down.stderrText)
+        XCTAssertEqual(try ownContainers().subtracting(before), [], "a container was left")
+        let pinned = (try? String(contentsOfFile: "\(home)/.ssh/dbgbox/known_hosts", encoding: .utf8)) ?? ""
+        XCTAssertFalse(pinned.contains("dbgbox-"), pinned)
+        XCTAssertFalse((try? String(contentsOfFile: "\(home)/.ssh/dbgbox/config", encoding: .utf8))?.contains("Host dbgbox-") ?? false)
+        let state = (try? FileManager.default.subpathsOfDirectory(atPath: "\(home)/state")) ?? []
+        XCTAssertEqual(state.filter { $0.hasSuffix(".json") || $0.hasSuffix(".log") }, [])
+        var isDirectory: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(home)/.ssh/config", isDirectory: &isDirectory) && isDirectory.boolValue,
+                      "the user's ~/.ssh/config is left as it was")
+    }
 }
