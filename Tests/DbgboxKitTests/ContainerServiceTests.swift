@@ -143,7 +143,7 @@ final class ContainerServiceTests: XCTestCase {
         }
         let s = service(runner)
         assertOneLineError(try s.remove(names: ["bob_12345"], user: user, pinnedPath: "/x"),
-                           contains: "container bob_12345 belongs to bob: dbgbox removes only your own")
+                           contains: "container bob_12345 belongs to bob: dbgbox works only with your own containers")
         assertOneLineError(try s.remove(names: ["postgres"], user: user, pinnedPath: "/x"), contains: "not made by dbgbox")
         assertOneLineError(try s.remove(names: ["ghost"], user: user, pinnedPath: "/x"), contains: "no container named ghost")
         XCTAssertFalse(runner.calls.contains { $0[1] == "rm" })

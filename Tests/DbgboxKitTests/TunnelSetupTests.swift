@@ -68,6 +68,36 @@ final class TunnelSetupTests: XCTestCase {
         ])
     }
 
+    /// dbgbox builds the chain itself: a ProxyJump/ProxyCommand it does not use is said once
+    /// (issue 12, item 7); a node's ProxyJump through the given login host is dbgbox's own route.
+    func testProxyJumpAndProxyCommandThatAreNotUsedAreSaid() throws {
+        _ = try copyKey("ed25519_c", to: "id_dbgbox")
+        let (planner, _) = try planner(config: """
+            Host cl
+              HostName login.example.test
+            Host gpu*
+              ProxyJump cl
+            Host other*
+              ProxyJump bastion.example.test
+            Host cmd*
+              ProxyCommand nc %h %p
+            Host jumpy
+              HostName jumpy.example.test
+              ProxyJump bastion.example.test
+            """)
+        func warnings(login: String, node: String) throws -> [String] {
+            let plan = try planner.plan(TunnelRequest(login: try HostSpec(parsing: login), node: try HostSpec(parsing: node), targetPort: 2201))
+            return (plan.login.resolved.warnings + plan.node.resolved.warnings).filter { $0.contains("Proxy") }
+        }
+        XCTAssertEqual(try warnings(login: "cl", node: "gpu07"), [])
+        XCTAssertEqual(try warnings(login: "cl", node: "other1"),
+                       ["ssh config gives ProxyJump bastion.example.test for the node other1; dbgbox does not use it and reaches the node through the login host cl"])
+        XCTAssertEqual(try warnings(login: "cl", node: "cmd1"),
+                       ["ssh config gives a ProxyCommand for the node cmd1; dbgbox does not run it and reaches the node through the login host cl (--node-via exec has the login host's own ssh reach it)"])
+        XCTAssertEqual(try warnings(login: "jumpy", node: "n1"),
+                       ["ssh config gives ProxyJump bastion.example.test for the login host jumpy; dbgbox does not use it and connects to jumpy.example.test directly"])
+    }
+
     func testAliasesResolveAndTheLocalPortDefaultsToTheTargetPort() throws {
         let key = try copyKey("ed25519_c", to: "id_cluster")
         let dbgboxKey = try copyKey("ed25519_nocomment", to: "id_dbgbox")

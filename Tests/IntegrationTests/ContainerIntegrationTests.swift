@@ -189,7 +189,7 @@ final class ContainerIntegrationTests: ContainerITCase {
         addTeardownBlock { _ = try? IT.runner.run(["docker", "rm", "-f", name]) }
         let r = try IT.dbgbox(["container", "rm", name], home: home)
         XCTAssertNotEqual(r.exitCode, 0)
-        XCTAssertTrue(r.stderrText.contains("container \(name) belongs to other: dbgbox removes only your own"), r.stderrText)
+        XCTAssertTrue(r.stderrText.contains("container \(name) belongs to other: dbgbox works only with your own containers"), r.stderrText)
         XCTAssertEqual(status(name), "running")
         let c = try IT.dbgbox(["cleanup", "--container", name], home: home)
         XCTAssertNotEqual(c.exitCode, 0)

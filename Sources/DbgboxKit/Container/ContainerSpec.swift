@@ -186,7 +186,7 @@ public enum ContainerError: UserFacingError, Equatable {
         case .notDbgbox(let name):
             return "container \(name) was not made by dbgbox: dbgbox removes only its own containers"
         case .otherOwner(let name, let owner):
-            return "container \(name) belongs to \(owner): dbgbox removes only your own"
+            return "container \(name) belongs to \(owner): dbgbox works only with your own containers"
         case .invalidName(let name):
             return "\(shown(name)) cannot be a container name (docker names are letters, digits and _.- after a letter or digit): see your containers with dbgbox container list"
         }

@@ -43,10 +43,12 @@ public struct TunnelPlanner: Sendable {
         let localPort = request.localPort ?? request.targetPort
         guard (1...65535).contains(localPort) else { throw TunnelSetupError.badPort("--local-port", localPort) }
 
-        let login = try planHop(.login, spec: request.login,
+        var login = try planHop(.login, spec: request.login,
                                 explicitKeys: request.loginIdentityFiles + request.identityFiles, request: request)
-        let node = try planHop(.node, spec: request.node,
+        var node = try planHop(.node, spec: request.node,
                                explicitKeys: request.nodeIdentityFiles + request.identityFiles, request: request)
+        login.resolved.warnings += Self.proxyWarnings(login.resolved, role: .login, loginSpec: request.login)
+        node.resolved.warnings += Self.proxyWarnings(node.resolved, role: .node, loginSpec: request.login)
         let route: NodeRoute
         switch request.nodeVia {
         case .direct:
@@ -65,6 +67,33 @@ public struct TunnelPlanner: Sendable {
             connectTimeout: Double(login.resolved.connectTimeout ?? 15),
             deadPeerTimeout: Self.deadPeerTimeout(login.resolved))
         return TunnelPlan(configuration: configuration, login: login, node: node)
+    }
+
+    /// dbgbox builds the chain itself: a ProxyJump or ProxyCommand in the ssh config is not used,
+    /// and the user hears so once instead of finding out from a failure. A node whose ProxyJump is
+    /// the login host given (a common `Host gpu*` block) needs no word: that is dbgbox's route.
+    static func proxyWarnings(_ resolved: ResolvedHost, role: TunnelHopRole, loginSpec: HostSpec) -> [String] {
+        let jump = resolved.proxyJump.flatMap { $0.lowercased() == "none" ? nil : $0 }
+        let command = resolved.proxyCommand.flatMap { $0.lowercased() == "none" ? nil : $0 }
+        let name = resolved.originalHost
+        switch role {
+        case .login:
+            if let jump {
+                return ["ssh config gives ProxyJump \(condense(jump, limit: 80)) for the login host \(name); dbgbox does not use it and connects to \(resolved.hostName) directly"]
+            }
+            if command != nil {
+                return ["ssh config gives a ProxyCommand for the login host \(name); dbgbox does not run it and connects to \(resolved.hostName) directly"]
+            }
+        case .node:
+            if let jump {
+                let viaLogin = jump.split(separator: ",").map(String.init) == [loginSpec.host] || jump == loginSpec.description
+                return viaLogin ? [] : ["ssh config gives ProxyJump \(condense(jump, limit: 80)) for the node \(name); dbgbox does not use it and reaches the node through the login host \(loginSpec.host)"]
+            }
+            if command != nil {
+                return ["ssh config gives a ProxyCommand for the node \(name); dbgbox does not run it and reaches the node through the login host \(loginSpec.host) (--node-via exec has the login host's own ssh reach it)"]
+            }
+        }
+        return []
     }
 
     /// How long the login connection may go unanswered before it counts as dead: as OpenSSH,
