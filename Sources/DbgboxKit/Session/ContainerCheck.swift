@@ -100,7 +100,7 @@ public struct ContainerCheck: Sendable {
     let fs: FileSystem
 
     public init(probe: any ContainerHandshakeProbe = LibSSH2HandshakeProbe(), liveness: TunnelLiveness = TunnelLiveness(),
-                pinnedPath: String, timeout: Double = 2, fs: FileSystem = LocalFileSystem()) {
+                pinnedPath: String, timeout: Double = 5, fs: FileSystem = LocalFileSystem()) {
         self.probe = probe
         self.liveness = liveness
         self.pinnedPath = pinnedPath
