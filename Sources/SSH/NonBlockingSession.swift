@@ -225,8 +225,8 @@ public final class SSHChannel {
 
     /// Whether the peer closed the channel (its SSH_MSG_CHANNEL_CLOSE arrived), not only sent
     /// EOF. libssh2 1.10 has no accessor for this; `libssh2_channel_wait_closed` returns 0
-    /// exactly when the close has arrived, after reading the transport (unbounded) until it has
-    /// or until EAGAIN. Its only state across an EAGAIN is a trace flag, so asking again later
+    /// exactly when the close has arrived, after reading the transport until it has or until
+    /// EAGAIN (which a caller's read bound may give early: ask again later). Its only state across an EAGAIN is a trace flag, so asking again later
     /// (or never, once the channel is freed) leaves nothing half-done. Only meaningful after EOF.
     public var isClosedByPeer: Bool {
         guard isEOF else { return false }
