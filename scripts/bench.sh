@@ -100,6 +100,10 @@ if ! "$TESTBED" status >/dev/null 2>&1; then
   say "bringing the testbed up"
   BROUGHT_UP=1
   "$TESTBED" up >/dev/null
+elif ! "$TESTBED" env >/dev/null 2>&1; then
+  # The hosts are up for other users only: add this user to them (and leave them up at the end).
+  say "adding ${DBGBOX_TEST_USER:-dbgtest} to the running testbed"
+  "$TESTBED" up >/dev/null
 fi
 eval "$("$TESTBED" env)"
 U_UID="$(id -u "$TB_USER")"; U_GID="$(id -g "$TB_USER")"; U_HOME="$(getent passwd "$TB_USER" | cut -d: -f6)"
