@@ -62,7 +62,7 @@ final class SchedulerTests: XCTestCase {
         XCTAssertThrowsError(try request(gpus: 0).validated()) {
             XCTAssertEqual("\($0)", "--gpus 0: a scheduler session needs at least one GPU: use --gpus 1 or more")
         }
-        XCTAssertThrowsError(try request(gpus: 65).validated())
+        XCTAssertThrowsError(try request(gpus: 5000).validated())
         XCTAssertThrowsError(try request(partition: "gpu;rm -rf").validated()) { XCTAssertTrue("\($0)".contains("not a partition name")) }
         XCTAssertThrowsError(try request(jobArgs: ["--mem=1G\n#SBATCH --x"]).validated())
         XCTAssertThrowsError(try SchedulerKind.parse("lsf")) { XCTAssertTrue("\($0)".contains("slurm or pbs")) }
@@ -169,6 +169,8 @@ final class SchedulerTests: XCTestCase {
         let script = try render(request(container: spec(letter: "P", mounts: mounts)))
         XCTAssertTrue(script.hasPrefix("#!/bin/bash\n#SBATCH --job-name=alice_04211\n#SBATCH --output=dbgbox-job-%j.out\n#SBATCH --signal=B:TERM@120\n"), script)
         XCTAssertTrue(script.contains("job_gpus=\"${SLURM_JOB_GPUS:-}\""))
+        XCTAssertEqual(JobScript.warningSeconds(TimeLimit(seconds: 60)), 15)
+        XCTAssertEqual(JobScript.warningSeconds(TimeLimit(seconds: 7200)), 120)
         XCTAssertTrue(script.contains("trap 'cleanup; exit 143' TERM"))
         XCTAssertTrue(script.contains("docker wait \"$name\" >/dev/null 2>&1 &\nwait $!"))
         // Every value quoted; the job's own values as expansions.

@@ -122,6 +122,9 @@ public struct JobRequest: Sendable, Equatable {
     public var jobArguments: [String]
     /// The container the job runs. Its port and GPUs are picked in the job, on the node.
     public var container: ContainerSpec
+    /// Whether the container gets the job's GPUs as devices (`container.gpu.runtime`'s flags).
+    /// false: it gets the job's variables only, for a node whose docker has no NVIDIA runtime.
+    public var mapsDevices = true
 
     public init(kind: SchedulerKind, gpus: Int, profileArguments: [String] = [], time: TimeLimit? = nil,
                 partition: String? = nil, jobArguments: [String] = [], container: ContainerSpec) {
@@ -134,7 +137,7 @@ public struct JobRequest: Sendable, Equatable {
         self.container = container
     }
 
-    public static let maximumGPUs = 64
+    public static let maximumGPUs = 4096
 
     /// The job's name: the container's, so `squeue` shows which session a job is.
     public var jobName: String { container.name }

@@ -55,6 +55,13 @@ public enum JobScript {
     public static let portAttempts = 40
     public static let readySeconds = 60
 
+    /// How long before the time limit the job's shell gets TERM: 120 s, or a quarter of a limit
+    /// under 8 minutes (a warning longer than the job would stop the container at once).
+    public static func warningSeconds(_ time: TimeLimit?) -> Int {
+        guard let time else { return 120 }
+        return min(120, max(10, time.seconds / 4))
+    }
+
     public static func render(_ request: JobRequest, templates: JobTemplates) throws -> String {
         let request = try request.validated()
         let spec = request.container
@@ -82,7 +89,7 @@ public enum JobScript {
             "reportPrefix": reportPrefix,
             "reportPrefixQuoted": DockerfileRenderer.shellQuote(reportPrefix),
             "jobLabelFilter": DockerfileRenderer.shellQuote("label=\(labelJob)="),
-            "gpuArguments": try words(request.container.gpu.runtime.deviceArguments(slot("gpus"))),
+            "gpuArguments": request.mapsDevices ? try words(request.container.gpu.runtime.deviceArguments(slot("gpus"))) : "",
             "dockerArguments": try words(argv),
             "execPrefix": try words(["exec"] + DockerClient.rootExecEnvironment),
             "statusFormat": DockerfileRenderer.shellQuote("{{.State.Status}}"),
@@ -92,6 +99,7 @@ public enum JobScript {
             "portAttempts": String(portAttempts),
             "readyTries": String(readySeconds * 2),
             "readySeconds": String(readySeconds),
+            "warnSeconds": String(warningSeconds(request.time)),
         ]
         var withBody = context
         withBody["body"] = try DockerfileRenderer.renderTemplate(templates.body, name: JobTemplates.bodyFile, context)

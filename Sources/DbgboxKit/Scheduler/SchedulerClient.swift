@@ -134,9 +134,9 @@ public struct SlurmClient: SchedulerClient {
         }
     }
 
-    /// The user's jobs squeue lists as not ended.
+    /// The user's jobs squeue lists as not ended (COMPLETING counts as ended: its script is done or killed).
     public func liveJobs(among ids: Set<String>) throws -> Set<String> {
-        let result = try call(["squeue", "-h", "--me", "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED,REQUEUED,RESIZING,SIGNALING,STAGE_OUT", "-o", "%i"])
+        let result = try call(["squeue", "-h", "--me", "-t", "PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED,RESIZING,SIGNALING,STAGE_OUT", "-o", "%i"])
         guard result.succeeded else { throw SchedulerError.liveJobsUnknown(why: "squeue: " + SlurmOutput.refusal(result.stderrText)) }
         return SlurmOutput.parseJobIDs(result.stdoutText).intersection(ids)
     }
