@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent setup of everything dbgbox and its tests need on a Debian 12 machine:
-# system packages, a running Docker engine, and a local base image (there is no registry).
+# system packages (Slurm and munge for the sandbox's scheduler too), a running Docker engine, and
+# a local base image (there is no registry).
 # Safe to run again: each step checks before it acts.
 set -euo pipefail
 
 BASE_IMAGE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}"
 SUITE="${DBGBOX_BASE_SUITE:-bookworm}"
-PACKAGES=(libssh2-1-dev openssh-client openssh-server docker.io debootstrap iproute2 iptables procps psmisc util-linux python3-minimal)
+PACKAGES=(libssh2-1-dev openssh-client openssh-server docker.io debootstrap iproute2 iptables procps psmisc util-linux python3-minimal
+  slurmctld slurmd slurm-client munge)
 
 # The Debian mirror this machine's apt already uses (deb822 or one-line sources).
 apt_mirror() {
@@ -29,6 +31,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The sandbox has no NVIDIA runtime: register a runtime named `nvidia` that is plain runc, so
+# `--gpu-runtime nvidia` runs end to end (the container gets NVIDIA_VISIBLE_DEVICES, no device).
+# Only where no NVIDIA container toolkit is installed (a real GPU node configures the real one) and
+# only into a daemon.json of our own; dockerd reads it when it starts.
+DAEMON_JSON=/etc/docker/daemon.json
+if ! command -v nvidia-container-runtime >/dev/null 2>&1; then
+  if [ ! -e "$DAEMON_JSON" ]; then
+    as_root mkdir -p /etc/docker
+    printf '%s\n' '{' '  "runtimes": { "nvidia": { "path": "runc" } }' '}' | as_root tee "$DAEMON_JSON" >/dev/null
+    log "wrote $DAEMON_JSON: runtime nvidia = runc (the sandbox's stand-in)"
+  elif ! grep -q '"nvidia"' "$DAEMON_JSON"; then
+    log "$DAEMON_JSON has no runtime named nvidia: add \"runtimes\": {\"nvidia\": {\"path\": \"runc\"}} for the sandbox's --gpu-runtime nvidia tests"
+  fi
+fi
+
 # A Docker engine: use one that answers, else start dockerd and wait for its socket.
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
@@ -39,6 +56,9 @@ if ! docker info >/dev/null 2>&1; then
     sleep 0.5
   done
   docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/dbgbox-dockerd.log"; exit 1; }
+fi
+if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"nvidia"'; then
+  log "dockerd runs without a runtime named nvidia (it was started before $DAEMON_JSON had one): restart dockerd to load it; the --gpu-runtime nvidia tests need it"
 fi
 
 # The local base image: debootstrap minbase piped into docker import, built once.

@@ -10,10 +10,27 @@
 #   Its sshd listens only on 198.18.2.1:22, which only login can reach.
 # All addresses are in 198.18.0.0/15 (RFC 2544 benchmarking) and exist only on these veths.
 #
+# A real Slurm (Debian's 22.05: slurmctld, slurmd, munge) runs on these hosts, as on a cluster:
+# - slurmctld on login (in the login namespace, and in a UTS namespace of its own whose hostname
+#   is dbgbox-login, the SlurmctldHost), listening on 198.18.2.2:6817;
+# - slurmd for the node dbgbox-node (`slurmd -N dbgbox-node`, NodeAddr 198.18.2.1) in the root
+#   namespace, where dockerd runs, so batch jobs run docker as their user (docker group);
+# - one munged (its socket is a file: every namespace reaches it), one key (0400 munge);
+# - four fake GPUs: gres.conf `Name=gpu File=/dev/nvidia[0-3]` (AutoDetect=off) over character
+#   devices 195:0-3 that `up` makes when absent (and `down` removes again), so jobs get
+#   SLURM_JOB_GPUS and CUDA_VISIBLE_DEVICES as on a GPU node;
+# - partitions: `gpu` (default, the node with its 4 GPUs, MaxTime 1 day) and `pending`, which is
+#   State=DOWN: it queues jobs and never starts them (reason PartitionDown), for tests of a job
+#   that waits;
+# - /etc/slurm/slurm.conf and gres.conf (the default paths, so sbatch/squeue/scontrol/scancel/srun
+#   work for every user on login without SLURM_CONF); state, spool, logs under $STATE/slurm.
+# One Slurm serves every test user (it is one cluster). `down` stops slurmd, slurmctld and the
+# munged it started, and removes the config files it wrote.
+#
 # Usage (root):
 #   scripts/testbed.sh up        bring everything up (idempotent: repairs what is missing), print env
 #   scripts/testbed.sh env       print the env of a running testbed (KEY=value lines, shell-sourceable)
-#   scripts/testbed.sh status    print what is up; exit 0 when all of it is
+#   scripts/testbed.sh status    print what is up; exit 0 when all of it is (Slurm included)
 #   scripts/testbed.sh down      remove everything up added (safe when nothing is up)
 #   scripts/testbed.sh link down|up          set the laptop-side veth down / up
 #   scripts/testbed.sh silence on|off        drop (not refuse) every packet between laptop and login
@@ -415,6 +432,212 @@ remove_user_block() {
   if [ -f "$dir/user_created_sshdir" ] && [ -d "$sshdir" ]; then rmdir "$sshdir" 2>/dev/null || true; fi
 }
 
+# --- Slurm ----------------------------------------------------------------------------------------
+
+SLURM_NODE=dbgbox-node
+SLURM_CTLD_HOST=dbgbox-login
+SLURM_ETC=/etc/slurm
+SLURM_MARK="# dbgbox testbed (scripts/testbed.sh): \`testbed.sh down\` removes this file"
+MUNGE_KEY=/etc/munge/munge.key
+GPU_COUNT=4
+
+slurm_dir() { printf '%s/slurm' "$STATE"; }
+
+slurm_conf_text() {
+  local dir; dir="$(slurm_dir)"
+  cat <<EOF
+$SLURM_MARK
+# One node (the root namespace, where dockerd runs) and a controller on login, on the testbed veth.
+ClusterName=dbgbox
+SlurmctldHost=$SLURM_CTLD_HOST($LOGIN_NODE_SIDE_ADDR)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort=6817
+SlurmdPort=6818
+SrunPortRange=60001-60200
+AuthType=auth/munge
+CredType=cred/munge
+StateSaveLocation=$dir/ctld
+SlurmdSpoolDir=$dir/spool
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd.pid
+SlurmctldLogFile=$dir/slurmctld.log
+SlurmdLogFile=$dir/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+# No cgroup plugins: they need systemd/dbus, which this machine has not.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MpiDefault=none
+SwitchType=switch/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+GresTypes=gpu
+# The node's CPUs as configured here, not as probed (2 real cores): several sessions' jobs fit.
+SlurmdParameters=config_overrides
+ReturnToService=2
+# Ended jobs stay visible to squeue/scontrol for 5 minutes (there is no accounting database).
+MinJobAge=300
+KillWait=30
+InactiveLimit=0
+SlurmctldTimeout=30
+SlurmdTimeout=60
+NodeName=$SLURM_NODE NodeAddr=$NODE_ADDR CPUs=16 Sockets=1 CoresPerSocket=16 ThreadsPerCore=1 Gres=gpu:$GPU_COUNT State=UNKNOWN
+PartitionName=gpu Nodes=$SLURM_NODE Default=YES MaxTime=1-00:00:00 State=UP
+# Queues jobs and never starts them: a job here pends (reason PartitionDown) until cancelled.
+PartitionName=pending Nodes=$SLURM_NODE MaxTime=1-00:00:00 State=DOWN
+EOF
+}
+
+gres_conf_text() {
+  cat <<EOF
+$SLURM_MARK
+AutoDetect=off
+NodeName=$SLURM_NODE Name=gpu File=/dev/nvidia[0-$((GPU_COUNT - 1))]
+EOF
+}
+
+# The fake GPU device nodes (NVIDIA's major 195). Made only where absent; `down` removes the ones
+# recorded here, never a real device.
+ensure_gpu_devices() {
+  local i dev
+  for i in $(seq 0 $((GPU_COUNT - 1))); do
+    dev="/dev/nvidia$i"
+    [ -e "$dev" ] && continue
+    mknod -m 0666 "$dev" c 195 "$i"
+    printf '%s\n' "$dev" >>"$(slurm_dir)/made_devices"
+  done
+}
+
+remove_gpu_devices() {
+  local list dev
+  list="$(slurm_dir)/made_devices"
+  [ -f "$list" ] || return 0
+  while IFS= read -r dev; do
+    [[ "$dev" =~ ^/dev/nvidia[0-9]+$ ]] && [ -c "$dev" ] && rm -f -- "$dev"
+  done <"$list"
+  rm -f -- "$list"
+}
+
+munge_works() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
+
+ensure_munge() {
+  if [ ! -s "$MUNGE_KEY" ]; then
+    install -d -m 0700 -o munge -g munge /etc/munge
+    dd if=/dev/urandom of="$MUNGE_KEY" bs=1024 count=1 status=none
+  fi
+  chown munge:munge "$MUNGE_KEY"
+  chmod 0400 "$MUNGE_KEY"
+  munge_works && return 0
+  install -d -m 0755 -o munge -g munge /run/munge
+  install -d -m 0700 -o munge -g munge /var/lib/munge /var/log/munge
+  setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged 9<&- \
+    || die "munged did not start; see /var/log/munge/munged.log"
+  : >"$(slurm_dir)/started_munged"
+  local i
+  for i in $(seq 1 50); do munge_works && return 0; sleep 0.1; done
+  die "munge does not answer; see /var/log/munge/munged.log"
+}
+
+# The pid of a Slurm daemon (slurmctld|slurmd) from its PidFile, checked against its command line.
+slurm_pid() {
+  local pidfile pid
+  pidfile="$(slurm_dir)/$1.pid"
+  [ -s "$pidfile" ] || return 1
+  pid="$(tr -dc '0-9' <"$pidfile")"
+  [ -n "$pid" ] && alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$1" || return 1
+  printf '%s\n' "$pid"
+}
+
+stop_slurm_daemon() { # slurmctld|slurmd
+  local pid
+  pid="$(slurm_pid "$1")" || return 0
+  kill_pids TERM "$pid"
+  local i
+  for i in $(seq 1 100); do alive "$pid" || return 0; sleep 0.1; done
+  kill_pids KILL "$pid"
+}
+
+slurm_ready() {
+  local state
+  timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP' || return 1
+  state="$(timeout 5 sinfo -h -p gpu -n "$SLURM_NODE" -o %T 2>/dev/null | head -n1)"
+  case "$state" in
+    idle*|mix*|alloc*|completing*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+ensure_slurm() {
+  local dir changed=0
+  for t in slurmctld slurmd sbatch scontrol munged setpriv unshare mknod; do
+    command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] \
+      || die "missing $t: run scripts/bootstrap.sh (slurmctld, slurmd, slurm-client, munge)"
+  done
+  dir="$(slurm_dir)"
+  mkdir -p "$dir/ctld" "$dir/spool" "$SLURM_ETC"
+  chmod 0755 "$dir"
+  ensure_gpu_devices
+  ensure_munge
+  if [ -e "$SLURM_ETC/slurm.conf" ] && ! grep -qF "$SLURM_MARK" "$SLURM_ETC/slurm.conf"; then
+    die "$SLURM_ETC/slurm.conf exists and is not the testbed's: move it away to run the testbed's Slurm"
+  fi
+  slurm_conf_text | put_file "$SLURM_ETC/slurm.conf" 0644 && changed=1
+  gres_conf_text | put_file "$SLURM_ETC/gres.conf" 0644 && changed=1
+  if [ "$changed" -eq 1 ]; then stop_slurm_daemon slurmd; stop_slurm_daemon slurmctld; fi
+  if ! slurm_pid slurmctld >/dev/null; then
+    # In the login namespace, with the controller's hostname (slurmctld checks it against SlurmctldHost).
+    in_ns "$LOGIN_NS" unshare --uts sh -c 'hostname "$1" && exec /usr/sbin/slurmctld' sh "$SLURM_CTLD_HOST" 9<&- \
+      || die "slurmctld did not start; see $dir/slurmctld.log"
+  fi
+  if ! slurm_pid slurmd >/dev/null; then
+    /usr/sbin/slurmd -N "$SLURM_NODE" 9<&- || die "slurmd did not start; see $dir/slurmd.log"
+  fi
+  local i
+  for i in $(seq 1 150); do
+    if slurm_ready; then return 0; fi
+    # A node that was down (an earlier run's kill) comes back once its slurmd registers.
+    if [ "$i" -eq 50 ]; then timeout 5 scontrol update NodeName="$SLURM_NODE" State=RESUME >/dev/null 2>&1 || true; fi
+    sleep 0.2
+  done
+  die "Slurm did not come up (node $SLURM_NODE not idle); see $dir/slurmctld.log and $dir/slurmd.log"
+}
+
+stop_slurm() {
+  local dir; dir="$(slurm_dir)"
+  [ -d "$dir" ] || return 0
+  # Jobs first (their scripts remove their containers on TERM), then the daemons.
+  if slurm_pid slurmctld >/dev/null; then
+    timeout 10 scancel --full --state=PENDING >/dev/null 2>&1 || true
+    timeout 10 scancel --full >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 1 100); do
+      [ -z "$(timeout 5 squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null)" ] && break
+      sleep 0.2
+    done
+  fi
+  stop_slurm_daemon slurmd
+  stop_slurm_daemon slurmctld
+  if [ -f "$dir/started_munged" ]; then
+    local pid
+    pid="$(tr -dc '0-9' </run/munge/munged.pid 2>/dev/null || true)"
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q munged; then
+      kill_pids TERM "$pid"; wait_gone "$pid"
+    fi
+  fi
+  local f
+  for f in "$SLURM_ETC/slurm.conf" "$SLURM_ETC/gres.conf"; do
+    if [ -f "$f" ] && grep -qF "$SLURM_MARK" "$f"; then rm -f -- "$f"; fi
+  done
+  remove_gpu_devices
+}
+
+check_slurm() { slurm_pid slurmctld >/dev/null && slurm_pid slurmd >/dev/null && slurm_ready; }
+
 # --- env ------------------------------------------------------------------------------------------
 
 env_text() {
@@ -435,6 +658,11 @@ TB_KNOWN_HOSTS=$STATE/known_hosts
 TB_SSH_CONFIG=$(user_dir)/ssh_config
 TB_STATE_DIR=$STATE
 TB_USER=$TB_USER
+TB_SLURM_NODE=$SLURM_NODE
+TB_SLURM_PARTITION=gpu
+TB_SLURM_PENDING_PARTITION=pending
+TB_SLURM_GPUS=$GPU_COUNT
+TB_SLURM_DIR=$(slurm_dir)
 EOF
 }
 
@@ -451,6 +679,7 @@ check_all() {
   chk "link login<->node ($NODE_IF up)" link_up "" "$NODE_IF"
   chk "login sshd on $LOGIN_ADDR:$LOGIN_PORT" check_sshd login
   chk "node sshd on $NODE_ADDR:$NODE_PORT" check_sshd node
+  chk "slurm: slurmctld on login, slurmd for $SLURM_NODE (idle or busy)" check_slurm
   if [ -f "$(user_dir)/env" ]; then echo "up    user $TB_USER ($(user_dir))"; else echo "down  user $TB_USER (up adds it)"; fi
   return "$ok"
 }
@@ -480,6 +709,7 @@ cmd_up() {
   if [ "$NODE_CHANGED" -eq 1 ]; then stop_sshd node; fi
   check_sshd login || { stop_sshd login; start_sshd login "$LOGIN_NS" "$LOGIN_ADDR" "$LOGIN_PORT"; }
   check_sshd node || { stop_sshd node; start_sshd node "" "$NODE_ADDR" "$NODE_PORT"; }
+  ensure_slurm
   ensure_user_block
   env_text | put_file "$(user_dir)/env" 0644 || true
   env_text
@@ -488,6 +718,7 @@ cmd_up() {
 cmd_down() {
   require_root
   if [ -d "$STATE" ]; then
+    stop_slurm
     stop_sshd login
     stop_sshd node
   fi

@@ -84,11 +84,14 @@ public struct ContainerSpec: Sendable, Equatable {
         }
     }
 
-    public var labels: [(String, String)] {
+    public var labels: [(String, String)] { labels(port: String(port)) }
+
+    /// The labels with the port as given (a job script passes its own, picked on the node).
+    func labels(port: String) -> [(String, String)] {
         [
             (Self.labelOwner, user.name),
             (Self.labelOwnerUID, String(user.uid)),
-            (Self.labelPort, String(port)),
+            (Self.labelPort, port),
             (Self.labelTTL, String(ttl.seconds)),
             (Self.labelExpires, expires.map(Self.iso8601) ?? ""),
             (Self.labelGPUs, gpu.label),
@@ -112,13 +115,18 @@ public struct ContainerSpec: Sendable, Equatable {
     public var allMounts: [BindMount] { [BindMount(source: user.home, target: user.home)] + mounts }
 
     /// `docker run -d --rm --init …` for this spec (without the leading "docker").
-    public var dockerRunArguments: [String] {
+    public var dockerRunArguments: [String] { dockerRunArguments(port: String(port), gpuArguments: gpu.dockerArguments) }
+
+    /// The same argv with the port and the GPU flags as given: a job script renders it with its
+    /// own port and GPUs, which it picks on the node (see `JobScript`).
+    func dockerRunArguments(port: String, gpuArguments: [String], extra: [String] = []) -> [String] {
         var args = ["run", "-d", "--rm", "--init", "--name", name]
-        for (key, value) in labels { args += ["--label", "\(key)=\(value)"] }
+        for (key, value) in labels(port: port) { args += ["--label", "\(key)=\(value)"] }
         if noNewPrivileges { args += ["--security-opt", "no-new-privileges"] }
         args += ["-e", "DBGBOX_AUTHORIZED_KEY=\(authorizedKeyLine)", "-e", "DBGBOX_TTL=\(ttl.seconds)", "-e", "HOME=\(user.home)"]
+        args += extra
         args += ["-p", "127.0.0.1:\(port):22"]
-        args += gpu.dockerArguments
+        args += gpuArguments
         for mount in allMounts { args += mount.dockerArguments }
         args.append(image)
         return args

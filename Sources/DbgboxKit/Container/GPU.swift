@@ -41,6 +41,14 @@ public enum GPURuntime: String, Sendable, Equatable, CaseIterable {
     case gpus
     /// `--runtime nvidia -e NVIDIA_VISIBLE_DEVICES=…` (the older nvidia-docker2 runtime).
     case nvidia
+
+    /// The docker flags that give a container the devices in `list` (comma-separated ids).
+    public func deviceArguments(_ list: String) -> [String] {
+        switch self {
+        case .gpus: return ["--gpus", "\"device=\(list)\""]
+        case .nvidia: return ["--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=\(list)"]
+        }
+    }
 }
 
 /// One GPU as `nvidia-smi --query-gpu=index,uuid,name --format=csv,noheader` lists it.
@@ -151,15 +159,7 @@ public struct GPUSelection: Sendable, Equatable {
     /// docker reads `--gpus` as CSV, so `device=0,3` unquoted becomes device 0 plus `count=3`;
     /// the value must carry its own double quotes: `"device=0,3"` (measured on docker 20.10).
     public var dockerArguments: [String] {
-        var args: [String] = []
-        if !deviceIDs.isEmpty {
-            let list = deviceIDs.joined(separator: ",")
-            switch runtime {
-            case .gpus: args += ["--gpus", "\"device=\(list)\""]
-            case .nvidia: args += ["--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=\(list)"]
-            }
-        }
-        return args + (profile?.dockerArguments ?? [])
+        (deviceIDs.isEmpty ? [] : runtime.deviceArguments(deviceIDs.joined(separator: ","))) + (profile?.dockerArguments ?? [])
     }
 
     /// The ids as recorded in the `dbgbox.gpus` label.

@@ -149,7 +149,9 @@ public struct DockerClient: Sendable {
     /// `docker rm -f`; a container that is already gone is fine.
     public func forceRemove(_ name: String) throws {
         let result = try run(["rm", "-f", name])
-        if !result.succeeded && !result.stderrText.lowercased().contains("no such container") {
+        let why = result.stderrText.lowercased()
+        // Gone, or going: docker is already removing it (an exited --rm container).
+        if !result.succeeded && !why.contains("no such container") && !why.contains("is already in progress") {
             throw DockerError.failed(command: "docker rm", why: condense(result.stderrText))
         }
     }
