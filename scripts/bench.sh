@@ -152,7 +152,10 @@ wait_listen() { # ns port seconds
 # Include go there; ssh reads them with -F HOME/.ssh/config, as ssh takes ~ from the passwd entry).
 UHOME="$WORK/user/home"
 JCM_EXIT=()
-user_dbgbox() { as_user_in_laptop env HOME="$UHOME" XDG_STATE_HOME="$UHOME/state" "$BIN" "$@"; }
+# The binary is a copy in WORK: its templates are given (copied where the test user can read them).
+user_dbgbox() {
+  as_user_in_laptop env HOME="$UHOME" XDG_STATE_HOME="$UHOME/state" DBGBOX_TEMPLATES="$WORK/user/templates" "$BIN" "$@"
+}
 user_part_cleanup() {
   if [ "${#JCM_EXIT[@]}" -gt 0 ]; then as_user_in_laptop "${JCM_EXIT[@]}" >/dev/null 2>&1 || true; JCM_EXIT=(); fi
   if [ -n "$USER_SESSION" ]; then
@@ -189,7 +192,9 @@ user_part() {
   lower="$(printf '%s' "$TB_USER" | tr 'A-Z' 'a-z')"
   install -d -m 0700 -o "$TB_USER" -g "$U_GID" "$UHOME" "$UHOME/.ssh"
   install -d -m 0755 -o "$TB_USER" -g "$U_GID" "$WORK/user/work"
-  if user_dbgbox forward --help >/dev/null 2>&1; then
+  cp -r "$ROOT/templates" "$WORK/user/templates" && chmod -R a+rX "$WORK/user/templates"
+  # `forward --help` of a dbgbox without the command prints the top-level help (and exits 0).
+  if user_dbgbox forward --help 2>&1 | grep -q '^USAGE: dbgbox forward'; then
     forward_ok=1
     image="$lower/bench-user-py:latest"
     # The forwarded port's server in the container needs python3.

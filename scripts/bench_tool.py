@@ -648,7 +648,8 @@ def u_sftp(side, tree, work, label, files, total):
     t0 = time.perf_counter()
     run_checked(side["sftp"] + ["-q", "-b", batch, side["sftp_host"]], "sftp put -r", timeout=1800)
     up = time.perf_counter() - t0
-    listing = run_checked(side["ssh"] + ["find", remote, "-type", "f", "-printf", "%s\\n"], "remote find").stdout.split()
+    # ssh joins its arguments into one command line for the remote shell: one string, quoted.
+    listing = run_checked(side["ssh"] + ["find %s -type f -printf '%%s\\n'" % remote], "remote find").stdout.split()
     if (len(listing), sum(int(x) for x in listing)) != (files, total):
         raise RuntimeError("upload: %d files, %d bytes arrived of %d, %d" % (len(listing), sum(int(x) for x in listing), files, total))
     with open(batch, "w") as f:
@@ -738,7 +739,7 @@ def cmd_user(a):
             for n in order:
                 try:
                     r = fn(n)
-                except (OSError, RuntimeError, ConnectionError, subprocess.TimeoutExpired) as e:
+                except (OSError, RuntimeError, ConnectionError, ValueError, subprocess.TimeoutExpired) as e:
                     r = {"error": "%s: %s" % (type(e).__name__, e)}
                 out[n].append(r)
                 print("  %-34s %-22s round %d/%d: %s" % (title, n, rnd + 1, rounds, ("ERROR " + r["error"]) if "error" in r else show(r)),
@@ -820,7 +821,7 @@ def user_report(res, cfg, rounds, runs, files, total, cat_bytes, http_n):
     print("%-34s %s" % ("new `ssh HOST true` (ms)", "  ".join("%22s" % n for n in newssh_cols)))
     for field in ("p50_ms", "p90_ms"):
         print("%-34s %s" % ("  " + field.split("_")[0], "  ".join("%22s" % fmt(get("new_ssh", n, field), "%.1f") for n in newssh_cols)))
-    print("%-34s %s" % ("  p50 ratio to %s" % d, "  ".join("%22s" % fmt(ratio(get("new_ssh", d, "p50_ms"), get("new_ssh", n, "p50_ms")), "%.2fx")
+    print("%-34s %s" % ("  ratio %s p50 / this p50" % d, "  ".join("%22s" % fmt(ratio(get("new_ssh", d, "p50_ms"), get("new_ssh", n, "p50_ms")), "%.2fx")
                                                           for n in newssh_cols)))
     rows = [
         ("sftp tree upload (MiB/s)", "sftp", "up_mibs", "higher", "%.1f"),
