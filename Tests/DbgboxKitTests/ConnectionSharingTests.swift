@@ -137,6 +137,13 @@ final class ConnectionSharingTests: XCTestCase {
         XCTAssertTrue(sharing.close(name: "foo"))
         XCTAssertNil(ConnectionSharing.lstatEntry(path))
         XCTAssertEqual(runner.calls.count, before)
+        // A directory open to others: close touches nothing in it.
+        try bindStaleSocket(path)
+        XCTAssertEqual(chmod(cm, 0o755), 0)
+        XCTAssertFalse(sharing.close(name: "foo"))
+        XCTAssertNotNil(ConnectionSharing.lstatEntry(path))
+        XCTAssertEqual(chmod(cm, 0o700), 0)
+        XCTAssertTrue(sharing.close(name: "foo"))
         // prepare clears the path too.
         try bindStaleSocket(path)
         XCTAssertEqual(try sharing.prepare(name: "foo"), path)

@@ -92,7 +92,8 @@ public struct ConnectionSharing: Sendable {
     /// Returns whether anything was there. Never throws: `down` and undo go on regardless.
     @discardableResult
     public func close(name: String) -> Bool {
-        guard let path = socketPath(for: name), let entry = inspect(path) else { return false }
+        // Nothing in a directory that is not this user's private one is touched.
+        guard isPrivateDirectory, let path = socketPath(for: name), let entry = inspect(path) else { return false }
         if entry.type == S_IFSOCK, entry.owner == uid {
             _ = try? runner.run(Self.exitArgv(socket: path, alias: SessionName.alias(name)))
         }
@@ -100,9 +101,15 @@ public struct ConnectionSharing: Sendable {
         return true
     }
 
+    /// Whether the directory exists as a directory of this user's that only they can enter.
+    var isPrivateDirectory: Bool {
+        guard let entry = inspect(directory) else { return false }
+        return entry.type == S_IFDIR && entry.owner == uid && entry.permissions & 0o077 == 0
+    }
+
     /// Whether a master answers on session `name`'s socket (`ssh -O check`).
     public func isRunning(name: String) -> Bool {
-        guard let path = socketPath(for: name), inspect(path)?.type == S_IFSOCK else { return false }
+        guard isPrivateDirectory, let path = socketPath(for: name), inspect(path)?.type == S_IFSOCK else { return false }
         return (try? runner.run(Self.controlArgv("check", socket: path, alias: SessionName.alias(name))))?.succeeded ?? false
     }
 
