@@ -17,8 +17,20 @@
 # queue (runnable, not running; /proc/*/schedstat), and how busy and idle the machine's CPUs were.
 # Then ratios and the issue's targets.
 #
-# Usage (root):  scripts/bench.sh [--quick] [--rounds N]
-#   --quick      128 MiB transfers, 4 MiB streams, fewer samples
+# The user-level part (issue 15; --part user): through a real container made by `dbgbox up` as the
+# test user (its Host block dbgbox-NAME, which shares one ssh connection), against OpenSSH's own
+# ways to the same container, `ssh -J LOGIN,NODE -p PORT user@127.0.0.1` and the same with
+# ControlMaster/ControlPersist: a new `ssh HOST true` (p50/p90 over 50 runs, also dbgbox's block
+# with sharing off), an sftp upload and download of a generated project tree (2,000 files, 50 MiB),
+# 1 GiB through `ssh HOST cat` (checksummed), and 2,000 HTTP-sized round trips (1 KiB request,
+# 64 KiB answer) through a forwarded port to a server in the container (`dbgbox forward` against
+# `ssh -L` through -J; skipped while `dbgbox forward` does not exist). Then ratios, and PASS/FAIL
+# for the issue's targets. `dbgbox down` removes the session at the end.
+#
+# Usage (root):  scripts/bench.sh [--part tunnel|user|all] [--quick] [--rounds N]
+#   --part P     tunnel: the tunnel part only; user: the user-level part only; all (default): both
+#   --quick      128 MiB transfers, 4 MiB streams, fewer samples (user part: 20 ssh runs, a tree
+#                of 500 files / 10 MiB, 128 MiB through cat, 500 round trips)
 #   --rounds N   rounds per metric (default 3)
 #   DBGBOX_BIN=/path/to/dbgbox   use this binary instead of building the release one (.build-bench)
 #   BENCH_KEEP=1                 keep the work directory (logs) at the end
@@ -31,14 +43,18 @@ TOOL="$ROOT/scripts/bench_tool.py"
 TESTBED="$ROOT/scripts/testbed.sh"
 QUICK=""
 ROUNDS=3
+PART=all
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=--quick ;;
+    --part)
+      [ $# -ge 2 ] && [[ "$2" =~ ^(tunnel|user|all)$ ]] || { echo "bench: --part takes tunnel, user or all" >&2; exit 2; }
+      PART="$2"; shift ;;
     --rounds)
       [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]?$ ]] || { echo "bench: --rounds takes a number from 1 to 99" >&2; exit 2; }
       ROUNDS="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "bench: unknown argument $1 (use --quick, --rounds N)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,40p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "bench: unknown argument $1 (use --part tunnel|user|all, --quick, --rounds N)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -53,10 +69,12 @@ WORK="$(mktemp -d /tmp/dbgbox-bench.XXXXXX)"
 chmod 0755 "$WORK"
 STARTED=()          # pids we started (killed on exit)
 BROUGHT_UP=0
+USER_SESSION=""     # the user part's session: dbgbox down on exit
 
 cleanup() {
   local rc=$? pid i
   trap - EXIT INT TERM
+  [ -n "$USER_SESSION" ] && user_part_cleanup
   for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for i in $(seq 1 50); do
     local alive=0
@@ -133,6 +151,122 @@ wait_listen() { # ns port seconds
   return 1
 }
 
+# --- the user-level part (issue 15) ---------------------------------------------------------------
+# Runs as the test user in the laptop namespace with a scratch HOME (the session's Host block and
+# Include go there; ssh reads them with -F HOME/.ssh/config, as ssh takes ~ from the passwd entry).
+UHOME="$WORK/user/home"
+JCM_EXIT=()
+# The binary is a copy in WORK: its templates are given (copied where the test user can read them).
+user_dbgbox() {
+  as_user_in_laptop env HOME="$UHOME" XDG_STATE_HOME="$UHOME/state" DBGBOX_TEMPLATES="$WORK/user/templates" "$BIN" "$@"
+}
+user_part_cleanup() {
+  if [ "${#JCM_EXIT[@]}" -gt 0 ]; then as_user_in_laptop "${JCM_EXIT[@]}" >/dev/null 2>&1 || true; JCM_EXIT=(); fi
+  if [ -n "$USER_SESSION" ]; then
+    user_dbgbox down "$USER_SESSION" >"$WORK/user-down.log" 2>&1 || { say "dbgbox down $USER_SESSION failed:"; cat "$WORK/user-down.log" >&2; }
+    USER_SESSION=""
+  fi
+}
+
+# The user part's config for bench_tool.py: argv OUT HOSTCFG NAME USER NODEPORT LF1 LF2 QUICK ROUNDS WORK SKIP NJ JOPTS... SOPTS...
+USER_CONFIG_PY='
+import json, sys
+out, cfg, name, user, nport, lf1, lf2, quick, rounds, work, skip, nj = sys.argv[1:13]
+rest = sys.argv[13:]
+jopts, sopts = rest[:int(nj)], rest[int(nj):]
+dest = "%s@127.0.0.1" % user
+sides = {
+    "dbgbox": {"ssh": ["ssh", "-F", cfg, "-o", "BatchMode=yes", "dbgbox-" + name],
+               "sftp": ["sftp", "-F", cfg, "-o", "BatchMode=yes"], "sftp_host": "dbgbox-" + name, "bulk": True,
+               "forward_port": int(lf1) if lf1 else None},
+    "dbgbox, no sharing": {"ssh": ["ssh", "-F", cfg, "-o", "BatchMode=yes", "-S", "none", "dbgbox-" + name]},
+    "ssh -J": {"ssh": ["ssh"] + jopts + ["-p", nport, dest], "sftp": ["sftp"] + jopts + ["-P", nport], "sftp_host": dest,
+               "bulk": True, "forward_port": int(lf2) if lf2 else None},
+    "ssh -J, ControlMaster": {"ssh": ["ssh"] + jopts + sopts + ["-p", nport, dest]},
+}
+with open(out, "w") as f:
+    json.dump({"sides": sides, "order": ["dbgbox", "dbgbox, no sharing", "ssh -J", "ssh -J, ControlMaster"],
+               "dbgbox": "dbgbox", "plain": "ssh -J", "shared": "ssh -J, ControlMaster",
+               "quick": bool(quick), "rounds": int(rounds), "work": work, "forward_skip": skip or None}, f, indent=1)
+'
+
+user_part() {
+  local lower image forward_ok=0 row name lport nport cfg pinned skip="" fport="" lf1="" lf2="" i
+  local remote=(-F "$TB_SSH_CONFIG" --login "$TB_LOGIN_ALIAS" --node "$TB_NODE_ALIAS" --known-hosts "$TB_KNOWN_HOSTS")
+  lower="$(printf '%s' "$TB_USER" | tr 'A-Z' 'a-z')"
+  install -d -m 0700 -o "$TB_USER" -g "$U_GID" "$UHOME" "$UHOME/.ssh"
+  install -d -m 0755 -o "$TB_USER" -g "$U_GID" "$WORK/user/work"
+  cp -r "$ROOT/templates" "$WORK/user/templates" && chmod -R a+rX "$WORK/user/templates"
+  # `forward --help` of a dbgbox without the command prints the top-level help (and exits 0).
+  if user_dbgbox forward --help 2>&1 | grep -q '^USAGE: dbgbox forward'; then
+    forward_ok=1
+    image="$lower/bench-user-py:latest"
+    # The forwarded port's server in the container needs python3.
+    printf 'RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*\n' >"$WORK/user/python.Dockerfile"
+    say "user part: building $image on the node (python3 for the forwarded port's server)"
+    user_dbgbox image create --base dbgbox-base/debian:bookworm --append "$WORK/user/python.Dockerfile" --name "$image" "${remote[@]}" \
+      >"$WORK/user-image.log" 2>&1 || { tail -20 "$WORK/user-image.log" >&2; die "dbgbox image create failed"; }
+  else
+    image="$lower/bench-user:latest"
+    skip="dbgbox forward not built yet"
+  fi
+  say "user part: dbgbox up (image $image)"
+  user_dbgbox up --gpu none --port auto --ttl 2h --base dbgbox-base/debian:bookworm --image "$image" --key "$TB_KEY.pub" "${remote[@]}" \
+    >"$WORK/user-up.log" 2>&1 || { tail -20 "$WORK/user-up.log" >&2; die "dbgbox up failed"; }
+  row="$(user_dbgbox status --json | "$PY" -c 'import json,sys; r=json.load(sys.stdin)[0]; print(r["name"], r["local_port"], r["node_port"])')" \
+    || die "dbgbox status --json after up gave no session"
+  read -r name lport nport <<<"$row"
+  USER_SESSION="$name"
+  pinned="$UHOME/.ssh/dbgbox/known_hosts"
+  cfg="$UHOME/.ssh/config"
+  # OpenSSH's way to the same container: ProxyJump through the testbed's aliases, the container's
+  # host key checked against the key dbgbox pinned.
+  local jopts=(-F "$TB_SSH_CONFIG" -J "$TB_LOGIN_ALIAS,$TB_NODE_ALIAS" -o BatchMode=yes -o IdentitiesOnly=yes -i "$TB_KEY"
+               -o HostKeyAlias="dbgbox-$name" -o UserKnownHostsFile="$pinned" -o StrictHostKeyChecking=yes)
+  local sopts=(-o ControlMaster=auto -o ControlPath="$WORK/user/cmJ-%C" -o ControlPersist=10m)
+  JCM_EXIT=(ssh "${jopts[@]}" "${sopts[@]}" -p "$nport" -O exit "$TB_USER@127.0.0.1")
+
+  if [ "$forward_ok" = 1 ]; then
+    fport="$(pick_port "" 43000)"; lf1="$(pick_port "$TB_LAPTOP_NS" 31000)"; lf2="$(pick_port "$TB_LAPTOP_NS" 36000)"
+    while [ "$lf2" = "$lf1" ]; do lf2="$(pick_port "$TB_LAPTOP_NS" 36000)"; done
+    as_user_in_laptop ssh -F "$cfg" -o BatchMode=yes "dbgbox-$name" "cat > /tmp/dbgbox-bench-tool.py" <"$TOOL" \
+      || die "could not copy bench_tool.py into the container"
+    BENCH_EXEC=exec as_user_in_laptop ssh -F "$cfg" -o BatchMode=yes "dbgbox-$name" \
+      "exec python3 /tmp/dbgbox-bench-tool.py server --port $fport --lifetime 2900" >"$WORK/user-server.log" 2>&1 &
+    STARTED+=("$!")
+    for i in $(seq 1 100); do grep -q listening "$WORK/user-server.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q listening "$WORK/user-server.log" || { cat "$WORK/user-server.log" >&2; die "server in the container did not start"; }
+    user_dbgbox forward "$name" "$fport:$lf1" >"$WORK/user-forward.log" 2>&1 \
+      || { cat "$WORK/user-forward.log" >&2; die "dbgbox forward failed"; }
+    BENCH_EXEC=exec as_user_in_laptop ssh "${jopts[@]}" -o ExitOnForwardFailure=yes -p "$nport" -N \
+      -L "127.0.0.1:$lf2:127.0.0.1:$fport" "$TB_USER@127.0.0.1" >"$WORK/user-ssh-L.log" 2>&1 &
+    STARTED+=("$!")
+    wait_listen "$TB_LAPTOP_NS" "$lf1" 30 || die "dbgbox forward not listening on $lf1 within 30 s"
+    wait_listen "$TB_LAPTOP_NS" "$lf2" 30 || { tail -5 "$WORK/user-ssh-L.log" >&2; die "ssh -L not listening on $lf2 within 30 s"; }
+  fi
+
+  if [ "$PART" = user ]; then
+    echo "== machine =="
+    "$PY" "$TOOL" facts | sed 's/^/  /'
+    echo "  OpenSSH: $(ssh -V 2>&1)"
+    echo "  dbgbox: release build from the $BIN_FROM (HEAD $(cd "$ROOT" && git rev-parse --short HEAD)), $SRC_BIN"
+    echo
+  fi
+  echo "== user-level part (${QUICK:-full}, $ROUNDS round(s) per metric) =="
+  echo "  dbgbox: ssh -F HOME/.ssh/config dbgbox-$name → 127.0.0.1:$lport (dbgbox tunnel) → node 127.0.0.1:$nport (the container's sshd)"
+  echo "  Host block: $(grep -E '^ *Control' "$UHOME/.ssh/dbgbox/config" | sed 's/^ *//' | paste -sd ';' -)"
+  echo "  ssh -J: ssh -J $TB_LOGIN_ALIAS,$TB_NODE_ALIAS -p $nport $TB_USER@127.0.0.1; with ControlMaster: ${sopts[*]}"
+  [ -n "$skip" ] && echo "  forwarded port: $skip"
+  "$PY" -c "$USER_CONFIG_PY" "$WORK/user/user.json" "$cfg" "$name" "$TB_USER" "$nport" "$lf1" "$lf2" "$QUICK" "$ROUNDS" \
+    "$WORK/user/work" "$skip" "${#jopts[@]}" "${jopts[@]}" "${sopts[@]}"
+  chmod 0644 "$WORK/user/user.json"
+  as_user_in_laptop timeout 3000 "$PY" "$TOOL" user --config "$WORK/user/user.json" --json "$WORK/user/work/results.json"
+  user_part_cleanup
+}
+
+if [ "$PART" = user ]; then user_part; exit 0; fi
+
+# --- the tunnel part ------------------------------------------------------------------------------
 N="$(pick_port "" 40000)"
 M="$(pick_port "$TB_LAPTOP_NS" 30000)"
 M2="$(pick_port "$TB_LAPTOP_NS" 35000)"
@@ -249,3 +383,5 @@ ip netns exec "$TB_LAPTOP_NS" timeout 2800 "$PY" "$TOOL" run $QUICK --rounds "$R
   --json "$WORK/results.json"
 kill -0 "$DPID" 2>/dev/null || { say "dbgbox exited during the run:"; tail -20 "$WORK/dbgbox.err" >&2; }
 kill -0 "$SPID" 2>/dev/null || { say "ssh exited during the run:"; tail -20 "$WORK/ssh.err" >&2; }
+
+if [ "$PART" = all ]; then echo; user_part; fi

@@ -7,6 +7,11 @@
         D/d  download: send LENGTH bytes of the seed's pattern, then close
         U/u  upload: read until LENGTH bytes (or EOF), reply u64 count + u32 crc32 (crc only for 'u')
         E    echo everything until EOF
+        H    HTTP-sized round trips until EOF: read a LENGTH-byte request, answer SEED bytes
+  bench_tool.py user --config FILE
+      The user-level part (run as the test user in the laptop namespace): a new ssh, an sftp tree
+      upload and download, 1 GiB through `ssh HOST cat`, and forwarded-port round trips, for
+      dbgbox's Host block and OpenSSH's ssh -J (FILE, JSON, from bench.sh, names the commands).
   bench_tool.py run --tunnel NAME=PORT=PID[,PID...] ... [--quick] [--json FILE]
       Runs every measurement against each local port, alternating tunnels per metric, and prints
       the figures, ratios and targets. PIDs are the tunnel processes (VmHWM, CPU).
@@ -18,7 +23,9 @@ import argparse
 import json
 import os
 import random
+import shutil
 import socket
+import subprocess
 import struct
 import sys
 import threading
@@ -101,6 +108,14 @@ def serve_conn(conn):
                 if not data:
                     break
                 conn.sendall(data)
+        elif mode == b"H":
+            answer = block(7)[:seed]
+            for _ in range(100_000_000):
+                try:
+                    recv_exact(conn, length)
+                except ConnectionError:
+                    break
+                conn.sendall(answer)
         try:
             conn.shutdown(socket.SHUT_WR)
             conn.settimeout(5.0)
@@ -574,6 +589,271 @@ def report(res, names, size, rtt_n, conn_n, streams_n, each):
     print("  threads in the tunnel process(es) at the end: %s %s, %s %s" % (d, D.get("threads"), o, O.get("threads")))
 
 
+# --------------------------------------------------------------------------------------------- the user-level part
+
+def run_checked(argv, what, timeout=600, **kw):
+    r = subprocess.run(argv, stdin=kw.pop("stdin", subprocess.DEVNULL), stdout=kw.pop("stdout", subprocess.PIPE),
+                       stderr=subprocess.PIPE, timeout=timeout, **kw)
+    if r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (what, r.returncode, (r.stderr or b"").decode(errors="replace").strip()[-300:]))
+    return r
+
+
+def u_new_ssh(argv, runs):
+    """`ssh HOST true` `runs` times (after two not counted): p50 and p90 in ms."""
+    samples = []
+    for i in range(runs + 2):
+        t0 = time.perf_counter()
+        run_checked(argv + ["true"], "ssh true", timeout=60)
+        if i >= 2:
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return {"p50_ms": pct(samples, 50), "p90_ms": pct(samples, 90), "count": len(samples), "samples": samples}
+
+
+def make_tree(root, files, total, seed=15):
+    """`files` files in directories of 50, `total` bytes in all (sizes vary, seeded), random bytes."""
+    rnd = random.Random(seed)
+    weights = [rnd.expovariate(1.0) + 0.05 for _ in range(files)]
+    scale = total / sum(weights)
+    sizes = [int(w * scale) for w in weights]
+    sizes[-1] += total - sum(sizes)
+    data = os.urandom(max(sizes))
+    for i, size in enumerate(sizes):
+        d = os.path.join(root, "pkg%02d" % (i // 50))
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "mod%04d.py" % i), "wb") as f:
+            f.write(data[:size])
+    return len(sizes), sum(sizes)
+
+
+def tree_stats(root):
+    count = size = 0
+    for d, _, names in os.walk(root):
+        for n in names:
+            count += 1
+            size += os.lstat(os.path.join(d, n)).st_size
+    return count, size
+
+
+def u_sftp(side, tree, work, label, files, total):
+    """Upload the tree with `put -r` into the container's /tmp, check it there, download it back
+    with `get -r`, check it here. MiB/s of each."""
+    remote = "/tmp/dbgbox-bench-tree-%s" % label
+    local = os.path.join(work, "down-%s" % label)
+    run_checked(side["ssh"] + ["rm", "-rf", remote], "remote cleanup")
+    shutil.rmtree(local, ignore_errors=True)
+    batch = os.path.join(work, "sftp-%s.batch" % label)
+    with open(batch, "w") as f:
+        f.write("put -r %s %s\n" % (tree, remote))
+    t0 = time.perf_counter()
+    run_checked(side["sftp"] + ["-q", "-b", batch, side["sftp_host"]], "sftp put -r", timeout=1800)
+    up = time.perf_counter() - t0
+    # ssh joins its arguments into one command line for the remote shell: one string, quoted.
+    listing = run_checked(side["ssh"] + ["find %s -type f -printf '%%s\\n'" % remote], "remote find").stdout.split()
+    if (len(listing), sum(int(x) for x in listing)) != (files, total):
+        raise RuntimeError("upload: %d files, %d bytes arrived of %d, %d" % (len(listing), sum(int(x) for x in listing), files, total))
+    with open(batch, "w") as f:
+        f.write("get -r %s %s\n" % (remote, local))
+    t0 = time.perf_counter()
+    run_checked(side["sftp"] + ["-q", "-b", batch, side["sftp_host"]], "sftp get -r", timeout=1800)
+    down = time.perf_counter() - t0
+    got = tree_stats(local)
+    if got != (files, total):
+        raise RuntimeError("download: %d files, %d bytes arrived of %d, %d" % (got[0], got[1], files, total))
+    run_checked(side["ssh"] + ["rm", "-rf", remote], "remote cleanup")
+    shutil.rmtree(local, ignore_errors=True)
+    return {"up_mibs": total / MiB / up, "down_mibs": total / MiB / down, "up_s": up, "down_s": down}
+
+
+def u_cat(argv, nbytes):
+    """nbytes of pattern into `ssh HOST cat` and back out, crc32-checked: MiB/s."""
+    expected = pattern_crc(3, nbytes)
+    p = subprocess.Popen(argv + ["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = []
+
+    def feed():
+        try:
+            blk = memoryview(block(3))
+            left = nbytes
+            while left > 0:
+                n = min(left, BLOCK)
+                p.stdin.write(blk[:n])
+                left -= n
+            p.stdin.close()
+        except OSError as e:
+            err.append(e)
+
+    t0 = time.perf_counter()
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    got, crc = 0, 0
+    for _ in range(10_000_000):
+        chunk = p.stdout.read1(1024 * 1024) if hasattr(p.stdout, "read1") else p.stdout.read(1024 * 1024)
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        got += len(chunk)
+    t1 = time.perf_counter()
+    feeder.join(30)
+    rc = p.wait(30)
+    if rc != 0 or got != nbytes or crc != expected or err:
+        raise RuntimeError("cat: exit %s, %d of %d bytes back, crc %s %s" % (rc, got, nbytes, "ok" if crc == expected else "WRONG",
+                                                                       p.stderr.read().decode(errors="replace")[-200:]))
+    return {"mibs": nbytes / MiB / (t1 - t0), "seconds": t1 - t0}
+
+
+def u_http(port, count, request=1024, answer=64 * 1024):
+    """`count` round trips on one connection: a `request`-byte request, an `answer`-byte answer."""
+    s = connect(port)
+    samples = []
+    try:
+        s.sendall(HDR.pack(b"H", request, answer))
+        req = os.urandom(request)
+        t_all = time.perf_counter()
+        for _ in range(count):
+            t0 = time.perf_counter()
+            s.sendall(req)
+            recv_exact(s, answer)
+            samples.append((time.perf_counter() - t0) * 1e6)
+        total = time.perf_counter() - t_all
+    finally:
+        s.close()
+    return {"p50_us": pct(samples, 50), "p90_us": pct(samples, 90), "total_s": total, "count": len(samples)}
+
+
+def cmd_user(a):
+    with open(a.config) as f:
+        cfg = json.load(f)
+    sides = cfg["sides"]
+    quick, rounds, work = cfg.get("quick", False), max(1, cfg.get("rounds", 3)), cfg["work"]
+    runs = 20 if quick else 50
+    files, total = (500, 10 * MiB) if quick else (2000, 50 * MiB)
+    cat_bytes = (128 if quick else 1024) * MiB
+    http_n = 500 if quick else 2000
+    res = {}
+
+    def each_round(names, title, fn, show):
+        out = {n: [] for n in names}
+        for rnd in range(rounds):
+            order = names if rnd % 2 == 0 else list(reversed(names))
+            for n in order:
+                try:
+                    r = fn(n)
+                except (OSError, RuntimeError, ConnectionError, ValueError, subprocess.TimeoutExpired) as e:
+                    r = {"error": "%s: %s" % (type(e).__name__, e)}
+                out[n].append(r)
+                print("  %-34s %-22s round %d/%d: %s" % (title, n, rnd + 1, rounds, ("ERROR " + r["error"]) if "error" in r else show(r)),
+                      flush=True)
+        return out
+
+    def med(runs_, field):
+        if any("error" in r for r in runs_):
+            return None
+        return median([r[field] for r in runs_])
+
+    # (a) a new ssh: every side, the runs split over the rounds (who goes first alternating);
+    # p50 and p90 over all of a side's runs.
+    names = list(cfg["order"])
+    split = [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
+    counter = {n: 0 for n in names}
+
+    def one_round(n):
+        k = split[min(counter[n], rounds - 1)]
+        counter[n] += 1
+        return u_new_ssh(sides[n]["ssh"], k)
+
+    newssh = each_round(names, "new `ssh HOST true`", one_round,
+                        lambda r: "x%d p50 %.1f ms  p90 %.1f ms" % (r["count"], r["p50_ms"], r["p90_ms"]))
+    res["new_ssh"] = {}
+    for n, v in newssh.items():
+        pooled = [x for r in v for x in r.get("samples", [])]
+        ok = not any("error" in r for r in v)
+        res["new_ssh"][n] = {"p50_ms": pct(pooled, 50) if ok else None, "p90_ms": pct(pooled, 90) if ok else None,
+                             "count": len(pooled), "rounds": [r.get("p50_ms") for r in v]}
+
+    # (b) sftp and (c) cat: dbgbox against plain ssh -J.
+    pair = [n for n in names if sides[n].get("bulk")]
+    tree = os.path.join(work, "tree")
+    if not os.path.isdir(tree):
+        made = make_tree(tree, files, total)
+        print("  generated tree: %d files, %.1f MiB in %s" % (made[0], made[1] / MiB, tree), flush=True)
+    sftp = each_round(pair, "sftp tree %d files %d MiB" % (files, total // MiB),
+                      lambda n: u_sftp(sides[n], tree, work, n.replace(" ", "").replace("-", ""), files, total),
+                      lambda r: "up %.1f MiB/s (%.2f s)  down %.1f MiB/s (%.2f s)" % (r["up_mibs"], r["up_s"], r["down_mibs"], r["down_s"]))
+    res["sftp"] = {n: {"up_mibs": med(v, "up_mibs"), "down_mibs": med(v, "down_mibs"), "rounds": [r.get("up_mibs") for r in v]}
+                   for n, v in sftp.items()}
+    cat = each_round(pair, "%d MiB through `ssh HOST cat`" % (cat_bytes // MiB), lambda n: u_cat(sides[n]["ssh"], cat_bytes),
+                     lambda r: "%.1f MiB/s (%.2f s)" % (r["mibs"], r["seconds"]))
+    res["cat"] = {n: {"mibs": med(v, "mibs"), "rounds": [r.get("mibs") for r in v]} for n, v in cat.items()}
+
+    # (d) forwarded port.
+    fwd = {n: sides[n]["forward_port"] for n in pair if sides[n].get("forward_port")}
+    if len(fwd) == len(pair):
+        http = each_round(pair, "forwarded port %d x (1 KiB, 64 KiB)" % http_n, lambda n: u_http(fwd[n], http_n),
+                          lambda r: "p50 %.0f µs  p90 %.0f µs  all %.2f s" % (r["p50_us"], r["p90_us"], r["total_s"]))
+        res["http"] = {n: {"p50_us": med(v, "p50_us"), "total_s": med(v, "total_s"), "rounds": [r.get("total_s") for r in v]}
+                       for n, v in http.items()}
+    else:
+        print("  forwarded port: %s" % cfg.get("forward_skip", "not measured"), flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    user_report(res, cfg, rounds, runs, files, total, cat_bytes, http_n)
+    return 0
+
+
+def user_report(res, cfg, rounds, runs, files, total, cat_bytes, http_n):
+    d, j, cm = cfg["dbgbox"], cfg["plain"], cfg["shared"]
+
+    def get(metric, side, field):
+        return (res.get(metric, {}).get(side) or {}).get(field)
+
+    def ratio(a, b):
+        return a / b if (a is not None and b) else None
+
+    def fmt(v, f):
+        return f % v if v is not None else "n/a"
+
+    print()
+    print("== user-level figures (medians of %d round%s; %s = the Host block dbgbox up wrote, %s = ssh -J LOGIN,NODE, "
+          "%s = the same with ControlMaster) ==" % (rounds, "" if rounds == 1 else "s", d, j, cm))
+    newssh_cols = [n for n in cfg["order"] if n in res.get("new_ssh", {})]
+    print("%-34s %s" % ("new `ssh HOST true` (ms)", "  ".join("%22s" % n for n in newssh_cols)))
+    for field in ("p50_ms", "p90_ms"):
+        print("%-34s %s" % ("  " + field.split("_")[0], "  ".join("%22s" % fmt(get("new_ssh", n, field), "%.1f") for n in newssh_cols)))
+    print("%-34s %s" % ("  ratio %s p50 / this p50" % d, "  ".join("%22s" % fmt(ratio(get("new_ssh", d, "p50_ms"), get("new_ssh", n, "p50_ms")), "%.2fx")
+                                                          for n in newssh_cols)))
+    rows = [
+        ("sftp tree upload (MiB/s)", "sftp", "up_mibs", "higher", "%.1f"),
+        ("sftp tree download (MiB/s)", "sftp", "down_mibs", "higher", "%.1f"),
+        ("%d MiB through cat (MiB/s)" % (cat_bytes // MiB), "cat", "mibs", "higher", "%.1f"),
+        ("fwd port p50 round trip (µs)", "http", "p50_us", "lower", "%.0f"),
+        ("fwd port %d round trips (s)" % http_n, "http", "total_s", "lower", "%.2f"),
+    ]
+    print()
+    print("%-34s %12s %12s %10s  %s" % ("metric", d, j, "ratio", "ratio is %s/%s" % (d, j)))
+    for label, metric, field, better, f in rows:
+        if metric not in res:
+            continue
+        a, b = get(metric, d, field), get(metric, j, field)
+        r = ratio(a, b)
+        print("%-34s %12s %12s %10s  (%s is better)" % (label, fmt(a, f), fmt(b, f), fmt(r, "%.2fx"), better))
+    targets = [
+        ("new ssh p50: %s/%s <= 0.5" % (d, j), ratio(get("new_ssh", d, "p50_ms"), get("new_ssh", j, "p50_ms")), "<=", 0.5),
+        ("new ssh p50: %s/%s <= 1.0" % (d, cm), ratio(get("new_ssh", d, "p50_ms"), get("new_ssh", cm, "p50_ms")), "<=", 1.0),
+        ("sftp tree upload: %s/%s >= 1.0" % (d, j), ratio(get("sftp", d, "up_mibs"), get("sftp", j, "up_mibs")), ">=", 1.0),
+        ("fwd port round trips: %s/%s <= 0.9" % (d, j), ratio(get("http", d, "total_s"), get("http", j, "total_s")), "<=", 0.9),
+    ]
+    print()
+    print("== user-level targets (issue 15) ==")
+    for what, r, op, t in targets:
+        if what.startswith("fwd") and "http" not in res:
+            print("  %-52s %-10s %s" % (what, "n/a", "SKIPPED (%s)" % cfg.get("forward_skip", "not measured")))
+            continue
+        met = r is not None and (r >= t if op == ">=" else r <= t)
+        print("  %-52s %-10s %s" % (what, fmt(r, "%.2fx"), "PASS" if met else "FAIL"))
+
+
 def cmd_facts(a):
     model = "?"
     try:
@@ -612,8 +892,11 @@ def main():
     r.add_argument("--only", help="comma-separated metrics: download,upload,rtt,connect,streams")
     r.add_argument("--json")
     sub.add_parser("facts")
+    u = sub.add_parser("user")
+    u.add_argument("--config", required=True, help="JSON from bench.sh: the sides' commands")
+    u.add_argument("--json")
     a = p.parse_args()
-    return {"server": cmd_server, "run": cmd_run, "facts": cmd_facts}[a.cmd](a)
+    return {"server": cmd_server, "run": cmd_run, "facts": cmd_facts, "user": cmd_user}[a.cmd](a)
 
 
 if __name__ == "__main__":

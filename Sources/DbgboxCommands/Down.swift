@@ -11,7 +11,8 @@ struct Down: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stop a session's tunnel and remove its container and everything `up` wrote.",
         discussion: """
-        Stops the tunnel (only when it is still the recorded process), removes the container on the \
+        Closes the session's ssh master (ssh -O exit) and its control socket, stops the tunnel (only \
+        when it is still the recorded process), removes the container on the \
         node (reached with the login and node `up` recorded, and its ssh flags unless given here), \
         the pinned host key, the Host block dbgbox-NAME, the [127.0.0.1]:PORT and [localhost]:PORT \
         entries of ~/.ssh/known_hosts, and the Include line of ~/.ssh/config once no block is left. \

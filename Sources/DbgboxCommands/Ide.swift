@@ -17,7 +17,8 @@ struct IdePyCharm: ParsableCommand {
         NAME is a session of dbgbox up (see dbgbox status): its values come from the session record, and \
         Python is looked for in the container through the session's tunnel, so no docker is needed \
         here. Without NAME: your only session; with no session, your only local container of \
-        dbgbox container create. Example: dbgbox ide pycharm alice_01234
+        dbgbox container create. With --debug-server PORT: the values for PyCharm's Python Debug \
+        Server instead, with the reverse forward and the settrace line. Example: dbgbox ide pycharm alice_01234
         """)
 
     @Argument(help: "The session or container (default: your only session, else your only local container).")
@@ -26,10 +27,24 @@ struct IdePyCharm: ParsableCommand {
     @Option(help: ArgumentHelp("The private key the IDE logs in with (default: the session's, else ~/.ssh/id_dbgbox).", valueName: "file"))
     var key: String?
 
+    @Option(help: ArgumentHelp("Print the values for PyCharm's Python Debug Server on this port (the container reaches it on its 127.0.0.1) instead.", valueName: "port"))
+    var debugServer: Int?
+
+    @Option(help: ArgumentHelp("With --debug-server: map your project folder to this folder in the container too.", valueName: "path"))
+    var remoteRoot: String?
+
     @OptionGroup var userOptions: UserOptions
 
     func run() throws {
+        if let debugServer { try DebugAttach.validatePort(debugServer, option: "--debug-server") }
+        if let remoteRoot, !remoteRoot.hasPrefix("/") { throw IDEError.pathNotAbsolute(remoteRoot) }
         let target = try IDEWiring.target(name: name, key: key, userOptions: userOptions)
+        if let debugServer {
+            // Until dbgbox forwards ports, the laptop's port is the container's.
+            let attach = DebugAttach(target: target, containerPort: debugServer, localPort: debugServer, remoteRoot: remoteRoot)
+            print(attach.pycharmDebugServerInstructions(), terminator: "")
+            return
+        }
         print(IDEInstructions.pycharm(target), terminator: "")
     }
 }
@@ -38,7 +53,12 @@ struct IdeVSCode: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vscode",
         abstract: "Print (or with --open run) the `code --folder-uri` command for a dbgbox container.",
-        discussion: "NAME as for dbgbox ide pycharm. Example: dbgbox ide vscode alice_01234 /home/alice/project --open")
+        discussion: """
+        NAME as for dbgbox ide pycharm. With --attach PORT: a debugpy "attach" configuration (path mappings \
+        from the session's mounts) and the command that starts a program under debugpy in the container; \
+        --write DIR merges it into DIR/.vscode/launch.json, keeping every other byte. \
+        Examples: dbgbox ide vscode alice_01234 /home/alice/project --open; dbgbox ide vscode alice_01234 --attach 5678 --write .
+        """)
 
     @Argument(help: "The session or container (default: your only session, else your only local container).")
     var name: String?
@@ -52,10 +72,31 @@ struct IdeVSCode: ParsableCommand {
     @Option(help: ArgumentHelp("The private key the IDE logs in with (default: the session's, else ~/.ssh/id_dbgbox).", valueName: "file"))
     var key: String?
 
+    @Option(help: ArgumentHelp("Print a debugpy \"attach\" configuration for a program listening on this port in the container instead.", valueName: "port"))
+    var attach: Int?
+
+    @Option(help: ArgumentHelp("With --attach: add the configuration to DIR/.vscode/launch.json (or replace its earlier one), keeping the rest of the file.", valueName: "dir"))
+    var write: String?
+
+    @Option(help: ArgumentHelp("With --attach: map the open folder (${workspaceFolder}) to this folder in the container too.", valueName: "path"))
+    var remoteRoot: String?
+
     @OptionGroup var userOptions: UserOptions
 
     func run() throws {
         if let path, !path.hasPrefix("/") { throw IDEError.pathNotAbsolute(path) }
+        if let remoteRoot, !remoteRoot.hasPrefix("/") { throw IDEError.pathNotAbsolute(remoteRoot) }
+        if attach == nil, write != nil || remoteRoot != nil { throw ValidationError("--write and --remote-root go with --attach PORT") }
+        if let attach {
+            if path != nil || open { throw ValidationError("--attach prints a debugger configuration: leave out PATH and --open") }
+            try DebugAttach.validatePort(attach, option: "--attach")
+            let target = try IDEWiring.target(name: name, key: key, userOptions: userOptions)
+            // Until dbgbox forwards ports, the laptop's port is the container's.
+            let debug = DebugAttach(target: target, containerPort: attach, localPort: attach, remoteRoot: remoteRoot)
+            let written = try write.map { try LaunchJSONFile(projectDirectory: ContainerWiring.absolute($0)).write(debug) }
+            print(debug.vscodeInstructions(written: written), terminator: "")
+            return
+        }
         let target = try IDEWiring.target(name: name, key: key, userOptions: userOptions)
         let folder = path ?? target.home
         print(IDEInstructions.vscode(target, path: folder), terminator: "")

@@ -13,7 +13,8 @@ struct Up: ParsableCommand {
         Builds the image on the node if it is missing (with --base, or base: in \
         ~/.config/dbgbox/config.yaml), creates the container, starts `dbgbox tunnel` as a detached \
         background process (log and record in $XDG_STATE_HOME/dbgbox), writes the Host block \
-        dbgbox-NAME into ~/.ssh/dbgbox/config and makes ~/.ssh/config include it. Values not given \
+        dbgbox-NAME into ~/.ssh/dbgbox/config (sharing one ssh connection: ControlMaster auto, its \
+        socket in ~/.ssh/dbgbox/cm, 0700) and makes ~/.ssh/config include it. Values not given \
         on the command line come from config.yaml (--profile, then defaults). \
         Anything failing midway, or Ctrl-C/SIGTERM, undoes what was done (exit 130/143 when \
         interrupted). Remove it all with dbgbox down.

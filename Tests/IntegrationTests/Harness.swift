@@ -78,7 +78,7 @@ enum IT {
         func name(home: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
             try lock.withLock {
                 if let built { return built }
-                let name = "\(IT.testUser)/\(label):\(UUID().uuidString.prefix(8).lowercased())"
+                let name = "\(IT.testUser.lowercased())/\(label):\(UUID().uuidString.prefix(8).lowercased())"
                 let r = try IT.imageCreate(name: name, append: append, home: home)
                 XCTAssertEqual(r.exitCode, 0, "image create: \(r.stderrText.suffix(2000))", file: file, line: line)
                 guard r.exitCode == 0 else { throw XCTSkip("image create failed") }

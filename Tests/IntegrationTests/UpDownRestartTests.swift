@@ -10,7 +10,7 @@ extension UpDownTests {
     /// `up` with the class's image; returns the session's name, local port and tunnel pid.
     func upSession(_ bed: Testbed, home: String) throws -> (name: String, localPort: Int, pid: Int) {
         let up = try run(bed, home: home, ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
-                                           "--image", "\(bed.user)/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed))
+                                           "--image", "\(bed.user.lowercased())/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed))
         XCTAssertEqual(up.exitCode, 0, up.stderrText)
         let row = try XCTUnwrap(try status(bed, home: home).first, up.stdoutText + up.stderrText)
         let name = try XCTUnwrap(row["name"] as? String)

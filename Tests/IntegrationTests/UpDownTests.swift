@@ -22,7 +22,7 @@ final class UpDownTests: XCTestCase {
         envImage.remove()
         for home in homes { try? FileManager.default.removeItem(atPath: home) }
         if !homes.isEmpty, let user = UserIdentity.lookup(name: IT.testUser) {
-            _ = try? IT.runner.run(["docker", "image", "rm", "-f", "\(user.name)/updown-it:latest"])
+            _ = try? IT.runner.run(["docker", "image", "rm", "-f", "\(user.name.lowercased())/updown-it:latest"])
         }
         containers = []
         homes = []
@@ -78,7 +78,7 @@ final class UpDownTests: XCTestCase {
         try write(userKnownHosts, "\(home)/.ssh/known_hosts")
 
         // The first up may build the image; the second, timed, finds it cached.
-        let image = "\(bed.user)/updown-it:latest"
+        let image = "\(bed.user.lowercased())/updown-it:latest"
         let upArgs = ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage, "--image", image,
                       "--key", bed.key + ".pub"] + remoteArgs(bed)
         let warm = try run(bed, home: home, upArgs)
@@ -157,7 +157,7 @@ final class UpDownTests: XCTestCase {
     func testTwoSessionsDownOneLeavesTheOther() throws {
         let (bed, home) = try prepare("updown2")
         let upArgs = ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
-                      "--image", "\(bed.user)/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed)
+                      "--image", "\(bed.user.lowercased())/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed)
         for _ in 0..<2 {
             let up = try run(bed, home: home, upArgs)
             XCTAssertEqual(up.exitCode, 0, up.stderrText)
@@ -239,6 +239,43 @@ final class UpDownTests: XCTestCase {
         XCTAssertTrue(vscode.stdoutText.contains("vscode-remote://ssh-remote+dbgbox-\(name)\(IT.user.home)\n"), vscode.stdoutText)
         XCTAssertTrue(vscode.stdoutText.contains("\"python.defaultInterpreterPath\": \"/opt/fake/bin/python3\""), vscode.stdoutText)
 
+        // The debugger: a debugpy attach configuration merged into a launch.json with comments and
+        // another configuration, which keeps every byte of them; a rerun replaces it.
+        let project = "\(home)/project"
+        _ = try IT.runner.run(["install", "-d", "-m", "755", "-o", String(IT.user.uid), "-g", String(IT.user.gid), project, project + "/.vscode"])
+        let launch = """
+            {
+              // mine
+              "version": "0.2.0",
+              "configurations": [
+                { "name": "Python: Current File", "type": "debugpy", "request": "launch", "program": "${file}", }, /* keep */
+              ],
+            }
+
+            """
+        try write(launch, project + "/.vscode/launch.json")
+        for round in 0..<2 {
+            let attach = try ide(["vscode", name, "--attach", "5678", "--write", project])
+            XCTAssertEqual(attach.exitCode, 0, attach.stderrText)
+            IT.assertContains(attach.stdoutText, [
+                "\"dbgbox: attach \(name)\" \(round == 0 ? "added to" : "replaced in") \(project)/.vscode/launch.json",
+                "/opt/fake/bin/python3 -m debugpy --listen 127.0.0.1:5678 --wait-for-client",
+                "ssh -N -L 127.0.0.1:5678:127.0.0.1:5678 dbgbox-\(name)",
+            ])
+        }
+        let merged = try String(contentsOfFile: project + "/.vscode/launch.json", encoding: .utf8)
+        XCTAssertEqual(merged.components(separatedBy: "dbgbox: attach \(name)").count, 2, merged)
+        XCTAssertTrue(merged.hasPrefix("{\n  // mine\n  \"version\": \"0.2.0\",\n  \"configurations\": [\n    {\n"), merged)
+        XCTAssertTrue(merged.hasSuffix("    { \"name\": \"Python: Current File\", \"type\": \"debugpy\", \"request\": \"launch\", \"program\": \"${file}\", }, /* keep */\n  ],\n}\n"), merged)
+        XCTAssertTrue(merged.contains("\"localRoot\": \"\(IT.user.home)\", \"remoteRoot\": \"\(IT.user.home)\""), merged)
+        let server = try ide(["pycharm", name, "--debug-server", "5679"])
+        XCTAssertEqual(server.exitCode, 0, server.stderrText)
+        IT.assertContains(server.stdoutText, ["ssh -N -R 127.0.0.1:5679:127.0.0.1:5679 dbgbox-\(name)",
+                                              "pydevd_pycharm.settrace('127.0.0.1', port=5679"])
+        let badPort = try ide(["vscode", name, "--attach", "70000"])
+        XCTAssertNotEqual(badPort.exitCode, 0)
+        XCTAssertTrue(badPort.stderrText.contains("--attach 70000 is outside 1-65535"), badPort.stderrText)
+
         // Not a session, and no docker here for a local container: one clear line.
         let missing = try ide(["pycharm", "no-such-session"])
         XCTAssertNotEqual(missing.exitCode, 0)
@@ -250,6 +287,65 @@ final class UpDownTests: XCTestCase {
         XCTAssertEqual(down.exitCode, 0, down.stderrText)
     }
 
+    /// The Host block shares one ssh connection: the first `ssh dbgbox-NAME` becomes the master,
+    /// the second rides it (`ssh -O check` says so); a master killed with SIGKILL leaves a stale
+    /// socket that does not break the next ssh; `down` ends the master and leaves no socket.
+    func testConnectionSharingMasterIsReusedAndDownClosesIt() throws {
+        let (bed, home) = try prepare("updown-cm")
+        let up = try run(bed, home: home, ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
+                                           "--image", "\(bed.user.lowercased())/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed))
+        XCTAssertEqual(up.exitCode, 0, up.stderrText)
+        let name = try XCTUnwrap(try status(bed, home: home).first?["name"] as? String)
+        Self.containers.append(name)
+        let cm = "\(home)/.ssh/dbgbox/cm"
+        var st = stat()
+        XCTAssertEqual(lstat(cm, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o700)
+        XCTAssertEqual(st.st_uid, IT.user.uid)
+        let block = try String(contentsOfFile: "\(home)/.ssh/dbgbox/config", encoding: .utf8)
+        IT.assertContains(block, ["    ControlMaster auto\n", "    ControlPath \(cm)/", "    ControlPersist 10m\n"])
+
+        func ssh(_ args: [String]) throws -> (ProcessResult, Double) {
+            let start = Date()
+            let result = try bed.inLaptop(["ssh", "-F", "\(home)/.ssh/config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+                                          + args, home: home)
+            return (result, Date().timeIntervalSince(start))
+        }
+        func masterPID() throws -> Int32? {
+            let (check, _) = try ssh(["-O", "check", "dbgbox-\(name)"])
+            guard check.exitCode == 0, let range = check.stderrText.range(of: #"pid=(\d+)"#, options: .regularExpression) else { return nil }
+            return Int32(check.stderrText[range].dropFirst(4))
+        }
+        XCTAssertNil(try masterPID(), "no master before the first ssh")
+        let (first, firstSeconds) = try ssh(["dbgbox-\(name)", "true"])
+        XCTAssertEqual(first.exitCode, 0, first.stderrText)
+        let master = try XCTUnwrap(try masterPID(), "the first ssh left no master")
+        let (second, secondSeconds) = try ssh(["dbgbox-\(name)", "true"])
+        XCTAssertEqual(second.exitCode, 0, second.stderrText)
+        print("ssh dbgbox-NAME true: first (new master) \(String(format: "%.3f", firstSeconds)) s, second (shared) \(String(format: "%.3f", secondSeconds)) s")
+        XCTAssertLessThan(secondSeconds, firstSeconds, "the second ssh should ride the master")
+        XCTAssertEqual(try masterPID(), master, "the same master")
+        let sockets = try FileManager.default.contentsOfDirectory(atPath: cm)
+        XCTAssertEqual(sockets.count, 1, "\(sockets)")
+
+        // A master that died without cleaning up leaves its socket: ssh unlinks it and starts over.
+        XCTAssertEqual(kill(master, SIGKILL), 0)
+        var deadline = Date().addingTimeInterval(5)
+        while kill(master, 0) == 0 && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cm), sockets, "the stale socket is there")
+        let (afterStale, _) = try ssh(["dbgbox-\(name)", "true"])
+        XCTAssertEqual(afterStale.exitCode, 0, afterStale.stderrText)
+        let newMaster = try XCTUnwrap(try masterPID(), "no new master after the stale socket")
+        XCTAssertNotEqual(newMaster, master)
+
+        let down = try run(bed, home: home, ["down", name])
+        XCTAssertEqual(down.exitCode, 0, down.stderrText)
+        deadline = Date().addingTimeInterval(5)
+        while kill(newMaster, 0) == 0 && Date() < deadline { usleep(20_000) }
+        XCTAssertNotEqual(kill(newMaster, 0), 0, "the ssh master outlived down")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cm), "control socket directory left: \((try? FileManager.default.contentsOfDirectory(atPath: cm)) ?? [])")
+    }
+
     /// SIGINT or SIGTERM at a known step of `up` (the test hook DBGBOX_TEST_PAUSE_AFTER holds it
     /// there): before the container, up just ends; after it (the container running, its key pinned,
     /// not yet ready) or after the last step (tunnel, record, Host block and Include written), up
@@ -258,7 +354,7 @@ final class UpDownTests: XCTestCase {
         let (bed, home) = try prepare("updown-int")
         let bin = try IT.requireBinary()
         let upArgs = ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
-                      "--image", "\(bed.user)/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed)
+                      "--image", "\(bed.user.lowercased())/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed)
         func ownContainers() throws -> Set<String> {
             Set(try IT.runner.run(["docker", "ps", "-a", "--filter", "label=dbgbox.owner=\(IT.testUser)",
                                    "--format", "{{.Names}}"]).stdoutText.split(separator: "\n").map(String.init))
@@ -337,7 +433,7 @@ final class UpDownTests: XCTestCase {
         }
         let before = try ownContainers()
         let up = try run(bed, home: home, ["up", "--gpu", "none", "--port", "auto", "--ttl", "1h", "--base", IT.baseImage,
-                                           "--image", "\(bed.user)/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed))
+                                           "--image", "\(bed.user.lowercased())/updown-it:latest", "--key", bed.key + ".pub"] + remoteArgs(bed))
         let made = try ownContainers().subtracting(before)
         Self.containers += made
         XCTAssertEqual(up.exitCode, 0, up.stderrText)

@@ -13,7 +13,13 @@ import Foundation
 ///         HostKeyAlias dbgbox-NAME
 ///         UserKnownHostsFile PATH
 ///         StrictHostKeyChecking yes
+///         ControlMaster auto
+///         ControlPath SOCKET
+///         ControlPersist 10m
 ///     # end dbgbox session NAME
+///
+/// The three Control lines (OpenSSH's connection sharing, see `ConnectionSharing`) are there
+/// when the block has a control socket path.
 ///
 /// The two marker comments delimit the block's bytes, so removing it takes out exactly them.
 /// `ProxyCommand none` keeps a `ProxyJump` or `ProxyCommand` that the user's config sets further
@@ -31,13 +37,18 @@ public struct SessionHostBlock: Sendable, Equatable {
     public var identityFile: String
     /// The pinned host keys, usually `PinnedHostKeys.defaultPath(home:)`.
     public var knownHostsFile: String
+    /// The control socket of OpenSSH's connection sharing (`ConnectionSharing.socketPath`); nil:
+    /// no sharing.
+    public var controlPath: String?
 
-    public init(name: String, port: Int, user: String, identityFile: String, knownHostsFile: String) {
+    public init(name: String, port: Int, user: String, identityFile: String, knownHostsFile: String,
+                controlPath: String? = nil) {
         self.name = name
         self.port = port
         self.user = user
         self.identityFile = identityFile
         self.knownHostsFile = knownHostsFile
+        self.controlPath = controlPath
     }
 
     /// `dbgbox-<name>`: the Host pattern and the HostKeyAlias.
@@ -56,6 +67,7 @@ public struct SessionHostBlock: Sendable, Equatable {
         }
         _ = try Self.pathArgument(identityFile, field: "IdentityFile")
         _ = try Self.pathArgument(knownHostsFile, field: "UserKnownHostsFile")
+        if let controlPath { _ = try Self.pathArgument(controlPath, field: "ControlPath") }
     }
 
     /// The block's text, markers included, each line ending in "\n".
@@ -73,7 +85,18 @@ public struct SessionHostBlock: Sendable, Equatable {
                 HostKeyAlias \(alias)
                 UserKnownHostsFile \(try Self.pathArgument(knownHostsFile, field: "UserKnownHostsFile"))
                 StrictHostKeyChecking yes
-            \(Self.endMarker(name))
+            \(try sharingLines())\(Self.endMarker(name))
+
+            """
+    }
+
+    /// The connection-sharing lines (each ending in "\n"), or "" without a control path.
+    private func sharingLines() throws -> String {
+        guard let controlPath else { return "" }
+        return """
+                ControlMaster auto
+                ControlPath \(try Self.pathArgument(controlPath, field: "ControlPath"))
+                ControlPersist \(ConnectionSharing.persist)
 
             """
     }
@@ -123,6 +146,7 @@ public struct SessionHostBlock: Sendable, Equatable {
               let identity = values["identityfile"], let known = values["userknownhostsfile"] else { return nil }
         return SessionHostBlock(name: name, port: port, user: user,
                                 identityFile: identity.replacingOccurrences(of: "%%", with: "%"),
-                                knownHostsFile: known.replacingOccurrences(of: "%%", with: "%"))
+                                knownHostsFile: known.replacingOccurrences(of: "%%", with: "%"),
+                                controlPath: values["controlpath"]?.replacingOccurrences(of: "%%", with: "%"))
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A container `up` made on the node, as the session needs it.
 public struct SessionContainer: Sendable, Equatable {
@@ -138,6 +141,9 @@ public struct SessionManager {
     /// before the interruption check: the test hook DBGBOX_TEST_PAUSE_AFTER waits here.
     /// A test may throw here to make that step fail.
     public var afterStep: (String) throws -> Void = { _ in }
+    /// OpenSSH connection sharing for the Host blocks (nil: blocks without it). By default in
+    /// `cm` beside the ssh config file.
+    public var sharing: ConnectionSharing?
 
     public init(store: SessionStore, hostConfig: SSHClientConfigFile, include: SSHConfigInclude,
                 pinnedPath: String, knownHostsPath: String, stateDirectory: String,
@@ -153,6 +159,7 @@ public struct SessionManager {
         self.fs = fs
         self.clock = clock
         self.progress = progress
+        self.sharing = ConnectionSharing(directory: ConnectionSharing.defaultDirectory(config: hostConfig))
     }
 
     /// `<state>/dbgbox/tunnels` beside the sessions directory.
@@ -193,6 +200,8 @@ public struct SessionManager {
     public func up(_ request: UpRequest, node: SessionNodeOperations, tunnels: SessionTunnelControl) throws -> UpResult {
         var undo: [(String, () throws -> Void)] = []
         do {
+            // A control socket directory dbgbox must not use is refused before anything is made.
+            if let sharing, sharing.inspect(sharing.directory) != nil { try sharing.ensureDirectory() }
             progress("image")
             let image = try node.ensureImage()
             try checkpoint("image")
@@ -235,9 +244,14 @@ public struct SessionManager {
             try checkpoint("record")
 
             progress("host block")
+            let controlPath = try sharing?.prepare(name: name)
             try hostConfig.upsert(SessionHostBlock(name: name, port: localPort, user: container.user,
-                                                   identityFile: request.identityFile, knownHostsFile: pinnedPath))
-            undo.append(("Host block \(alias)", { try hostConfig.remove(name: name) }))
+                                                   identityFile: request.identityFile, knownHostsFile: pinnedPath,
+                                                   controlPath: controlPath))
+            undo.append(("Host block \(alias)", {
+                sharing?.close(name: name)
+                try hostConfig.remove(name: name)
+            }))
             let outcome = try include.ensureInclude()
             try checkpoint("host block")
             return UpResult(record: record, includeOutcome: outcome, instruction: include.instruction(for: outcome))
@@ -275,6 +289,8 @@ public struct SessionManager {
         /// Whether a live tunnel was stopped.
         public var stoppedTunnel = false
         public var removedHostBlock = false
+        /// Whether a control socket (a live master's or a stale one) was there and is gone.
+        public var closedMaster = false
         public var removedPinnedKey = false
         public var knownHostsEntries: [RemovedKnownHostsEntry] = []
         /// What to tell the user about ~/.ssh/config, when anything.
@@ -287,6 +303,8 @@ public struct SessionManager {
                      tunnels: SessionTunnelControl) throws -> DownReport {
         let name = record.name
         var report = DownReport(name: name, tunnel: liveness.state(of: record))
+        // The ssh master first: it rides the tunnel, and must not outlive the session.
+        report.closedMaster = sharing?.close(name: name) ?? false
         if report.tunnel == .alive, let pid = record.tunnelPID {
             progress("tunnel")
             tunnels.stop(pid: pid)
@@ -302,6 +320,7 @@ public struct SessionManager {
         report.removedPinnedKey = fs.exists(pinnedPath)
             ? try PinnedHostKeys(path: pinnedPath, fs: fs).remove(alias: record.alias) : false
         report.removedHostBlock = try hostConfig.remove(name: name)
+        if let sharing, try hostConfig.names().isEmpty { rmdir(sharing.directory) }
         report.instruction = include.instruction(for: try include.removeIncludeIfUnused())
         report.knownHostsEntries = try KnownHostsFile(path: knownHostsPath, fs: fs)
             .remove(hosts: ["[127.0.0.1]:\(record.localPort)", "[localhost]:\(record.localPort)"])

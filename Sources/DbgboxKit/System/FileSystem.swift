@@ -60,6 +60,8 @@ public enum FileKind: String, Sendable, CaseIterable {
     case log = "a log file"
     /// /proc/PID/stat and /proc/PID/cmdline.
     case procFile = "a /proc file"
+    /// A VS Code `.vscode/launch.json` that `ide vscode --write` merges into.
+    case launchConfig = "a launch.json"
 
     public static let kiB = 1024
     public static let miB = 1024 * 1024
@@ -69,7 +71,7 @@ public enum FileKind: String, Sendable, CaseIterable {
         switch self {
         case .privateKey, .publicKey, .gpuFile: return 64 * Self.kiB
         case .knownHosts, .sshConfig: return 16 * Self.miB
-        case .template, .dockerfilePart, .config, .sessionRecord, .log, .procFile: return Self.miB
+        case .template, .dockerfilePart, .config, .sessionRecord, .log, .procFile, .launchConfig: return Self.miB
         }
     }
 
