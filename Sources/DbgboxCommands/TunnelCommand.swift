@@ -6,6 +6,7 @@ struct TunnelCommand: DbgboxCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnel",
         abstract: "Forward a local port to a container's sshd through the login host and the node.",
+        usage: "dbgbox tunnel --login <host> --node <host> --port <port> [<options>]",
         discussion: """
         Each connection to 127.0.0.1:LOCAL is carried through an SSH session to the login host, a \
         second SSH session to the node inside the first, and a channel from the node to \
@@ -13,8 +14,7 @@ struct TunnelCommand: DbgboxCommand {
         any hop. HOST may be a Host alias from ~/.ssh/config (HostName, User, Port and IdentityFile \
         are resolved as `ssh -G` does). Host keys are checked on every hop against known_hosts.
         Example: dbgbox tunnel --login alice@login.cluster --node gpu07 --port 2201
-        """,
-        usage: "dbgbox tunnel --login <host> --node <host> --port <port> [<options>]")
+        """)
 
     @Option(help: ArgumentHelp("The container's port on the node's 127.0.0.1.", valueName: "port"))
     var port: Int

@@ -145,7 +145,10 @@ public struct CommandContext: Sendable {
     /// Where docker runs: this machine without a chain, else the node through a fresh chain
     /// (close it with `close()`).
     public func node(_ chain: TunnelRequest?) throws -> NodeEnvironment {
-        guard let chain else { return .local(runner: runner) }
+        guard let chain else {
+            let context = self
+            return .local(runner: runner, identity: { try context.identity(requested: $0) })
+        }
         return try connect(chain, self)
     }
 
