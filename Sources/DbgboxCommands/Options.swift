@@ -12,7 +12,7 @@ struct UserOptions: ParsableArguments {
 /// How each hop of the chain logs in and is checked: identities, known_hosts, ssh config.
 /// Part of `ChainOptions`; `key install` (one hop) takes it alone.
 struct HopOptions: ParsableArguments {
-    @Option(name: .customShort("i"), help: ArgumentHelp("An identity file for each hop (repeatable).", valueName: "key"))
+    @Option(name: .customShort("i"), help: ArgumentHelp("An identity file to log in with, on every hop (repeatable).", valueName: "key"))
     var identity: [String] = []
 
     @Flag(help: "Append an unknown host key of a hop to known_hosts (one line) instead of refusing it.")

@@ -17,12 +17,12 @@ struct Up: DbgboxCommand {
         Example: dbgbox up --login alice@login.cluster --node gpu07 --gpu V --port auto
         """)
 
+    @OptionGroup(title: "The cluster") var chain: ChainOptions
+
     @OptionGroup(title: "The container") var container: ContainerOptions
 
     @Flag(help: "Run the tunnel in this process (Ctrl-C ends it and removes the session).")
     var foreground = false
-
-    @OptionGroup(title: "The cluster") var chain: ChainOptions
 
     func run(_ context: CommandContext) throws {
         let me = try context.me()
