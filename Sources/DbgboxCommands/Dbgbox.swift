@@ -104,7 +104,7 @@ public enum DbgboxMain {
 
 
     static func fail(_ message: String, code: Int32, context: CommandContext) -> Int32 {
-        context.stderr.write(Data("dbgbox: error: \(OneLine.message(message))\n".utf8))
+        context.error(message)
         return code == 0 ? 1 : code
     }
 

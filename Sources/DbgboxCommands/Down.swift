@@ -50,7 +50,7 @@ struct Down: DbgboxCommand {
                 let tunnel = report.stoppedTunnel ? "tunnel stopped" : "tunnel was \(SessionStatusRow.describe(report.tunnel))"
                 context.say("down \(record.name): \(tunnel), container removed, Host block \(record.alias) removed (\(String(format: "%.1f", context.clock.now().timeIntervalSince(started))) s)")
             } catch {
-                context.stderr.write(Data("dbgbox: error: \(OneLine.message("\(error)"))\n".utf8))
+                context.error("\(error)")
                 failures.append(error)
             }
         }

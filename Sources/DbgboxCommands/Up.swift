@@ -45,10 +45,7 @@ struct Up: DbgboxCommand {
         // Ctrl-C or SIGTERM from here on: before the container exists, dbgbox just ends (a build on
         // the node ends with the connection); after, `up` undoes what it made and exits 128+signal.
         // Watched before the node connection starts its thread, so that every thread blocks them.
-        let interruption = context.interruption { signal in
-            context.stderr.write(Data("dbgbox: error: up interrupted by \(Interruption.name(signal)): nothing had been made\n".utf8))
-            _exit(128 + signal)
-        }
+        let interruption = context.interruption(ending: "up")
         defer { interruption.stopWatching() }
         let node = try context.node(try chain.request())
         defer { node.close() }

@@ -167,6 +167,17 @@ public struct CommandContext: Sendable {
         return interruption
     }
 
+    /// SIGINT and SIGTERM for a command that makes things step by step (`up`): until its first
+    /// undoable step, a signal ends dbgbox at once with `dbgbox: error: WHAT interrupted by SIGNAL:
+    /// nothing had been made` and exit 128+signal; from then on the command undoes its steps.
+    public func interruption(ending what: String) -> Interruption {
+        let stderr = self.stderr
+        return interruption { signal in
+            stderr.write(Data("dbgbox: error: \(what) interrupted by \(Interruption.name(signal)): nothing had been made\n".utf8))
+            _exit(128 + signal)
+        }
+    }
+
     // MARK: Output
 
     /// One line on stdout.
@@ -182,6 +193,11 @@ public struct CommandContext: Sendable {
     /// `dbgbox: warning: …`, one line, on stderr.
     public func warn(_ message: String) {
         stderr.write(Data("dbgbox: warning: \(OneLine.message(message))\n".utf8))
+    }
+
+    /// `dbgbox: error: …`, one line, on stderr (the command then exits non-zero).
+    public func error(_ message: String) {
+        stderr.write(Data("dbgbox: error: \(OneLine.message(message))\n".utf8))
     }
 
     /// `dbgbox: …` on stderr: progress and events.
