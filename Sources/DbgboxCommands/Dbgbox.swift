@@ -35,27 +35,6 @@ public struct Dbgbox: ParsableCommand {
     public init() {}
 }
 
-public enum DbgboxVersion {
-    public static let current = "0.1.0"
-
-    /// What `dbgbox --version` prints: dbgbox's version, the libssh2 and OpenSSL loaded (their
-    /// run-time versions, not the headers'), and the fast-path line.
-    static var report: String {
-        let status = FastPath.status
-        return """
-        dbgbox \(current)
-        libssh2 \(status.libssh2Version), \(status.openSSLVersion)
-        \(fastPathLine(status))
-        """
-    }
-
-    /// The one line `dbgbox --version` and `dbgbox status` give about the libssh2 fast path.
-    static func fastPathLine(_ status: FastPath.Status = FastPath.status) -> String {
-        "libssh2 fast path: \(status.summary)"
-    }
-
-}
-
 /// Runs dbgbox with the process arguments and exits. Every error becomes one line on stderr
 /// (`dbgbox: error: …`) and a non-zero exit code; help and version print as usual.
 public enum DbgboxMain {

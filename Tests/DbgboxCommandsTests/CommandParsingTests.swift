@@ -92,6 +92,30 @@ final class CommandParsingTests: XCTestCase {
         XCTAssertTrue(h.stdout.text.contains("THE CONTAINER:"), h.stdout.text)
         XCTAssertTrue(h.stdout.text.contains("--foreground"), h.stdout.text)
         XCTAssertEqual(h.stderr.text, "")
+
+        h.stdout.reset()
+        XCTAssertEqual(h.run(["--version"]), 0)
+        XCTAssertTrue(h.stdout.text.hasPrefix("dbgbox \(DbgboxVersion.current)\nlibssh2 "), h.stdout.text)
+        XCTAssertTrue(h.stdout.text.contains("libssh2 fast path: "), h.stdout.text)
+    }
+
+    func testDownOfALocalSessionRemovesItsContainerThroughTheRunner() throws {
+        let h = try CommandHarness(self)
+        h.runner = FakeRunner { _ in ok() }
+        let manager = try h.context.sessionManager(home: h.home)
+        try manager.store.insert(SessionRecord(
+            name: "alice_00007", container: "alice_00007", targetPort: 2201, localPort: 2201, created: h.now,
+            image: "alice/ssh:latest", user: "alice", identityFile: "\(h.home)/.ssh/id_dbgbox",
+            logFile: manager.logPath("alice_00007")))
+        XCTAssertEqual(h.run(["down"]), 0, h.stderr.text)
+        XCTAssertEqual(h.stdout.text, "down alice_00007: tunnel was none (foreground), container removed, Host block dbgbox-alice_00007 removed (0.0 s)\n")
+        XCTAssertTrue(h.runner.calls.contains { $0.starts(with: ["docker", "rm", "-f"]) && $0.last == "alice_00007" }, "\(h.runner.calls)")
+        XCTAssertTrue(h.requests.isEmpty, "a local session opens no chain")
+        XCTAssertNil(try manager.store.load("alice_00007"))
+
+        h.stdout.reset()
+        XCTAssertEqual(h.run(["down"]), 1)
+        XCTAssertTrue(h.errorLine().contains("no dbgbox sessions"), h.stderr.text)
     }
 
     static func chain(of command: Any) -> ChainOptions? {
