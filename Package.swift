@@ -66,6 +66,11 @@ let package = Package(
             dependencies: ["DbgboxKit", "SSH"],
             resources: [.copy("Fixtures")]
         ),
+        // The commands, driven through `DbgboxMain.execute` with a `CommandContext` of fakes.
+        .testTarget(
+            name: "DbgboxCommandsTests",
+            dependencies: ["DbgboxCommands", "DbgboxKit"]
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["DbgboxKit", "SSH"]

@@ -1,8 +1,7 @@
 import ArgumentParser
 import DbgboxKit
-import Foundation
 
-struct Cleanup: ParsableCommand {
+struct Cleanup: DbgboxCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove containers and the known_hosts entries they left.",
         discussion: """
@@ -25,9 +24,9 @@ struct Cleanup: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
-    @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
+    @OptionGroup(title: "Run on a cluster node") var chain: ChainOptions
 
-    func run() throws {
+    func run(_ context: CommandContext) throws {
         var portNumber: UInt16?
         if let port {
             guard case .fixed(let p) = try PortRequest.parse(port) else {
@@ -35,23 +34,23 @@ struct Cleanup: ParsableCommand {
             }
             portNumber = p
         }
-        let (_, node) = try remote.environment()
+        let node = try context.node(try chain.request())
         defer { node.close() }
         let user = try node.identity(requested: userOptions.user)
-        let home = ContainerWiring.dotHome(user, options: userOptions, node: node)
+        let home = context.dotHome(for: user, requestedUser: userOptions.user, remote: node.isRemote)
         // With --node, --known-hosts names the hops' file; the entries to clean are this machine's
         // (its ssh reaches the container through a tunnel on 127.0.0.1), in ~/.ssh/known_hosts.
-        let cleanedKnownHosts = remote.isRemote ? nil : remote.knownHosts.map(ContainerWiring.absolute)
-        let report = try ContainerWiring.service(node).cleanup(
+        let cleanedKnownHosts = chain.isRemote ? nil : chain.hops.knownHosts.map(context.absolute)
+        let report = try context.containers(node).cleanup(
             user: user, container: container, port: portNumber,
             knownHostsPath: cleanedKnownHosts ?? "\(home)/.ssh/known_hosts",
             pinnedPath: PinnedHostKeys.defaultPath(home: home), dryRun: dryRun)
         let verb = dryRun ? "would remove" : "removed"
-        for name in report.containers { print("\(verb) container \(name)") }
-        for alias in report.pinnedAliases { print("\(verb) pinned host key \(alias)") }
-        for entry in report.knownHostsEntries { print("\(verb) \(entry.host) from \(entry.path) line \(entry.line)") }
+        for name in report.containers { context.say("\(verb) container \(name)") }
+        for alias in report.pinnedAliases { context.say("\(verb) pinned host key \(alias)") }
+        for entry in report.knownHostsEntries { context.say("\(verb) \(entry.host) from \(entry.path) line \(entry.line)") }
         if report.containers.isEmpty && report.pinnedAliases.isEmpty && report.knownHostsEntries.isEmpty {
-            print(dryRun ? "nothing to remove" : "nothing removed")
+            context.say(dryRun ? "nothing to remove" : "nothing removed")
         }
     }
 }

@@ -1,8 +1,7 @@
 import ArgumentParser
 import DbgboxKit
-import Foundation
 
-struct ContainerRm: ParsableCommand {
+struct ContainerRm: DbgboxCommand {
     static let configuration = CommandConfiguration(
         commandName: "rm",
         abstract: "Remove your own dbgbox containers and their pinned host keys.",
@@ -13,18 +12,18 @@ struct ContainerRm: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
-    @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
+    @OptionGroup(title: "Run on a cluster node") var chain: ChainOptions
 
     func validate() throws {
         if names.isEmpty { throw ValidationError("name at least one container (see dbgbox container list)") }
     }
 
-    func run() throws {
-        let (_, node) = try remote.environment()
+    func run(_ context: CommandContext) throws {
+        let node = try context.node(try chain.request())
         defer { node.close() }
         let user = try node.identity(requested: userOptions.user)
-        let removed = try ContainerWiring.service(node).remove(names: names, user: user,
-                                                           pinnedPath: PinnedHostKeys.defaultPath(home: ContainerWiring.dotHome(user, options: userOptions, node: node)))
-        for name in removed { print("removed \(name)") }
+        let home = context.dotHome(for: user, requestedUser: userOptions.user, remote: node.isRemote)
+        let removed = try context.containers(node).remove(names: names, user: user, pinnedPath: PinnedHostKeys.defaultPath(home: home))
+        for name in removed { context.say("removed \(name)") }
     }
 }

@@ -35,66 +35,56 @@ public struct Dbgbox: ParsableCommand {
     public init() {}
 }
 
-public enum DbgboxVersion {
-    public static let current = "0.1.0"
-
-    /// What `dbgbox --version` prints: dbgbox's version, the libssh2 and OpenSSL loaded (their
-    /// run-time versions, not the headers'), and the fast-path line.
-    static var report: String {
-        let status = FastPath.status
-        return """
-        dbgbox \(current)
-        libssh2 \(status.libssh2Version), \(status.openSSLVersion)
-        \(fastPathLine(status))
-        """
-    }
-
-    /// The one line `dbgbox --version` and `dbgbox status` give about the libssh2 fast path.
-    static func fastPathLine(_ status: FastPath.Status = FastPath.status) -> String {
-        "libssh2 fast path: \(status.summary)"
-    }
-
-}
-
 /// Runs dbgbox with the process arguments and exits. Every error becomes one line on stderr
 /// (`dbgbox: error: …`) and a non-zero exit code; help and version print as usual.
 public enum DbgboxMain {
     public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+        let context = CommandContext.live()
         // The fast path decides on first use (libssh2's initialization, --version, status); a
         // failed self-test, unlike a switch or a version it was not made for, is a fault: say so.
-        FastPath.onSelfTestFailure { status in
-            FileHandle.standardError.write(Data("dbgbox: warning: \(DbgboxVersion.fastPathLine(status))\n".utf8))
-        }
+        FastPath.onSelfTestFailure { status in context.warn(DbgboxVersion.fastPathLine(status)) }
+        exit(execute(arguments, context: context))
+    }
+
+    /// Parses `arguments`, runs the command with `context`, and returns the exit code; what the
+    /// user sees goes to the context's stdout and stderr (tests pass sinks that keep it).
+    public static func execute(_ arguments: [String], context: CommandContext) -> Int32 {
         do {
-            var command = try Dbgbox.parseAsRoot(arguments)
-            try TildePath.checkHome()
-            try command.run()
-            exit(0)
+            let command = try Dbgbox.parseAsRoot(arguments)
+            try TildePath.checkHome(environment: context.environment)
+            if let command = command as? DbgboxCommand {
+                try command.run(context)
+            } else {
+                var group = command
+                try group.run()
+            }
+            return 0
         } catch let error as UserFacingError {
-            fail(error.description, code: error.exitCode)
+            return fail(error.description, code: error.exitCode, context: context)
         } catch let error as ExitCode {
-            exit(error.rawValue)
+            return error.rawValue
         } catch {
             let code = Dbgbox.exitCode(for: error)
             if code == .success {
                 // --help, --version and friends; for --version, ArgumentParser's message is the
                 // configured version.
                 let message = Dbgbox.fullMessage(for: error)
-                print(message == DbgboxVersion.current ? DbgboxVersion.report : message)
-                exit(0)
+                context.say(message == DbgboxVersion.current ? DbgboxVersion.report : message)
+                return 0
             }
             // Argument errors: one line, with where to look for the right form.
             let message = Dbgbox.message(for: error)
                 .split(separator: "\n").first.map(String.init) ?? "invalid arguments"
             let path = (["dbgbox"] + helpPath(arguments)).joined(separator: " ")
-            fail("\(message.replacingOccurrences(of: "Error: ", with: "")) (see `\(path) --help`)",
-                 code: code.rawValue)
+            return fail("\(message.replacingOccurrences(of: "Error: ", with: "")) (see `\(path) --help`)",
+                        code: code.rawValue, context: context)
         }
     }
 
-    static func fail(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("dbgbox: error: \(OneLine.message(message))\n".utf8))
-        exit(code == 0 ? 1 : code)
+
+    static func fail(_ message: String, code: Int32, context: CommandContext) -> Int32 {
+        context.error(message)
+        return code == 0 ? 1 : code
     }
 
     /// The subcommand words the user typed, for pointing at the right --help.

@@ -1,13 +1,10 @@
 import ArgumentParser
 import DbgboxKit
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `dbgbox down`: stops the tunnel and removes the container, pinned key, Host block, known_hosts
 /// entries of the port, the log and the record.
-struct Down: ParsableCommand {
+struct Down: DbgboxCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stop a session's tunnel and remove its container and everything `up` wrote.",
         discussion: """
@@ -26,52 +23,47 @@ struct Down: ParsableCommand {
     @Flag(help: "Every session.")
     var all = false
 
-    @OptionGroup(title: "The cluster (default: as recorded by up)") var remote: RemoteOptions
+    @OptionGroup(title: "The cluster (default: as recorded by up)") var chain: ChainOptions
 
     func validate() throws {
         if name != nil && all { throw ValidationError("give a session name or --all, not both") }
     }
 
-    func run() throws {
-        guard let me = UserIdentity.lookup(uid: getuid()) else {
-            throw DbgboxError("uid \(getuid()) has no passwd entry: dbgbox needs a user name and home directory")
-        }
-        let manager = SessionWiring.manager(home: SessionWiring.home(me))
+    func run(_ context: CommandContext) throws {
+        let home = try context.home()
+        let manager = try context.sessionManager(home: home)
         let records = try manager.select(name: name, all: all)
-        if records.isEmpty { print("no sessions"); return }
+        if records.isEmpty { context.say("no sessions"); return }
         var failures: [Error] = []
         for record in records {
-            let started = Date()
+            let started = context.clock.now()
             var opened: NodeEnvironment?
             defer { opened?.close() }
             do {
+                let tunnels = context.tunnels(DetachedTunnels.Target(login: record.login ?? "", node: record.node ?? "", flags: []),
+                                              nil, context)
                 let report = try manager.down(record, node: {
-                    let (runner, node) = try options(for: record, manager: manager).environment()
+                    let node = try context.node(try chain(for: record, manager: manager, context: context).request())
                     opened = node
-                    return NodeOperations(runner: runner, node: node, home: SessionWiring.home(me))
-                }, tunnels: DetachedTunnels(login: record.login ?? "", node: record.node ?? "", flags: []))
-                if let instruction = report.instruction { ContainerWiring.warn(instruction) }
-                let tunnel = report.stoppedTunnel ? "tunnel stopped" : "tunnel was \(Status.describe(report.tunnel))"
-                print("down \(record.name): \(tunnel), container removed, Host block \(record.alias) removed (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+                    return NodeSessionOperations(context: context, node: node, home: home)
+                }, tunnels: tunnels)
+                if let instruction = report.instruction { context.warn(instruction) }
+                let tunnel = report.stoppedTunnel ? "tunnel stopped" : "tunnel was \(SessionStatusRow.describe(report.tunnel))"
+                context.say("down \(record.name): \(tunnel), container removed, Host block \(record.alias) removed (\(String(format: "%.1f", context.clock.now().timeIntervalSince(started))) s)")
             } catch {
-                FileHandle.standardError.write(Data("dbgbox: error: \(OneLine.message("\(error)"))\n".utf8))
+                context.error("\(error)")
                 failures.append(error)
             }
         }
         if !failures.isEmpty { throw ExitCode(1) }
     }
 
-    /// The remote options: the ones given here, else the recorded ones, with the recorded login and node.
-    func options(for record: SessionRecord, manager: SessionManager) throws -> RemoteOptions {
-        guard let login = record.login, let node = record.node else {
-            return try RemoteOptions.parse([])
-        }
-        var flags = SessionWiring.remoteFlags(remote)
-        let optionsPath = manager.optionsPath(record.name)
-        if flags.isEmpty, manager.fs.exists(optionsPath) {
-            let data = try manager.fs.read(optionsPath, as: .sessionRecord)
-            if let stored = try? JSONDecoder().decode(SessionOptions.self, from: data) { flags = stored.flags }
-        }
-        return try RemoteOptions.parse(["--login", remote.login ?? login, "--node", remote.node ?? node] + flags)
+    /// The chain: the options given here, else the recorded ones, with the recorded login and node
+    /// (a session of a local container has none).
+    func chain(for record: SessionRecord, manager: SessionManager, context: CommandContext) throws -> ChainOptions {
+        guard let login = record.login, let node = record.node else { return try ChainOptions.parse([]) }
+        var flags = chain.flags(context)
+        if flags.isEmpty, let recorded = try SessionOptions.recorded(record.name, manager: manager) { flags = recorded }
+        return try ChainOptions.parse(["--login", chain.login ?? login, "--node", chain.node ?? node] + flags)
     }
 }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import DbgboxKit
-import Foundation
 
 struct Ide: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,7 +8,7 @@ struct Ide: ParsableCommand {
         subcommands: [IdePyCharm.self, IdeVSCode.self])
 }
 
-struct IdePyCharm: ParsableCommand {
+struct IdePyCharm: DbgboxCommand {
     static let configuration = CommandConfiguration(
         commandName: "pycharm",
         abstract: "Print the values for PyCharm's SSH interpreter dialog.",
@@ -35,21 +34,21 @@ struct IdePyCharm: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
-    func run() throws {
+    func run(_ context: CommandContext) throws {
         if let debugServer { try DebugAttach.validatePort(debugServer, option: "--debug-server") }
         if let remoteRoot, !remoteRoot.hasPrefix("/") { throw IDEError.pathNotAbsolute(remoteRoot) }
-        let target = try IDEWiring.target(name: name, key: key, userOptions: userOptions)
+        let target = try IDETargetResolver(context: context).target(name: name, key: key, requestedUser: userOptions.user)
         if let debugServer {
             // Until dbgbox forwards ports, the laptop's port is the container's.
             let attach = DebugAttach(target: target, containerPort: debugServer, localPort: debugServer, remoteRoot: remoteRoot)
-            print(attach.pycharmDebugServerInstructions(), terminator: "")
+            context.write(attach.pycharmDebugServerInstructions())
             return
         }
-        print(IDEInstructions.pycharm(target), terminator: "")
+        context.write(IDEInstructions.pycharm(target))
     }
 }
 
-struct IdeVSCode: ParsableCommand {
+struct IdeVSCode: DbgboxCommand {
     static let configuration = CommandConfiguration(
         commandName: "vscode",
         abstract: "Print (or with --open run) the `code --folder-uri` command for a dbgbox container.",
@@ -83,82 +82,26 @@ struct IdeVSCode: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
-    func run() throws {
+    func run(_ context: CommandContext) throws {
         if let path, !path.hasPrefix("/") { throw IDEError.pathNotAbsolute(path) }
         if let remoteRoot, !remoteRoot.hasPrefix("/") { throw IDEError.pathNotAbsolute(remoteRoot) }
         if attach == nil, write != nil || remoteRoot != nil { throw ValidationError("--write and --remote-root go with --attach PORT") }
+        let ide = IDETargetResolver(context: context)
         if let attach {
             if path != nil || open { throw ValidationError("--attach prints a debugger configuration: leave out PATH and --open") }
             try DebugAttach.validatePort(attach, option: "--attach")
-            let target = try IDEWiring.target(name: name, key: key, userOptions: userOptions)
+            let target = try ide.target(name: name, key: key, requestedUser: userOptions.user)
             // Until dbgbox forwards ports, the laptop's port is the container's.
             let debug = DebugAttach(target: target, containerPort: attach, localPort: attach, remoteRoot: remoteRoot)
-            let written = try write.map { try LaunchJSONFile(projectDirectory: ContainerWiring.absolute($0)).write(debug) }
-            print(debug.vscodeInstructions(written: written), terminator: "")
+            let written = try write.map { try LaunchJSONFile(projectDirectory: context.absolute($0)).write(debug) }
+            context.write(debug.vscodeInstructions(written: written))
             return
         }
-        let target = try IDEWiring.target(name: name, key: key, userOptions: userOptions)
+        let target = try ide.target(name: name, key: key, requestedUser: userOptions.user)
         let folder = path ?? target.home
-        print(IDEInstructions.vscode(target, path: folder), terminator: "")
+        context.write(IDEInstructions.vscode(target, path: folder))
         guard open else { return }
         guard let alias = target.alias else { throw IDEError.noAliasToOpen(alias: target.expectedAlias) }
-        let result: ProcessResult
-        do {
-            result = try LocalProcessRunner().stream(VSCodeLink.argv(alias: alias, path: folder), input: nil,
-                                                     to: StandardStreamSink(.stderr))
-        } catch ProcessError.notFound {
-            throw IDEError.codeNotFound
-        }
-        guard result.succeeded else {
-            throw DbgboxError("code exited with status \(result.exitCode): run the printed command yourself to see why")
-        }
-    }
-}
-
-/// Gathers an `IDETarget`: from a session record of `dbgbox up` when NAME names one (or, without
-/// NAME, when there is exactly one), else from a local container (docker inspect, docker exec).
-enum IDEWiring {
-    static func target(name: String?, key: String?, userOptions: UserOptions) throws -> IDETarget {
-        let user = try userOptions.identity()
-        let home = ContainerWiring.dotHome(user, options: userOptions)
-        var identityFile = key.map(ContainerWiring.absolute)
-        if identityFile?.hasSuffix(".pub") == true { identityFile?.removeLast(4) }
-        let resolver = SSHConfigResolver(home: home, userName: user.name, localHostName: ProcessInfo.processInfo.hostName,
-                                         uid: user.uid)
-        let pinnedPath = PinnedHostKeys.defaultPath(home: home)
-        /// The alias when ssh's resolution of it reaches `port` (a config ssh cannot read gives no
-        /// alias; ssh itself would then fail the same way).
-        func alias(_ alias: String, port: Int) -> String? {
-            let reaches = (try? resolver.resolve(spec: HostSpec(host: alias)))
-                .map { IDETargetFinder.aliasReaches($0, port: UInt16(clamping: port)) } ?? false
-            return reaches ? alias : nil
-        }
-
-        let manager = SessionWiring.manager(home: home)
-        let prompter: Prompter = TerminalPrompter().isInteractive ? TerminalPrompter() : NoPrompter()
-        let sessions = SessionIDETargetFinder(store: manager.store, liveness: manager.liveness, pinnedPath: pinnedPath) {
-            record, pinned, identityFile in
-            try ContainerSessionRunner(sessionName: record.name, port: UInt16(clamping: record.localPort), user: record.user,
-                                       pinned: pinned, identityFile: identityFile, prompter: prompter)
-        }
-        if let record = try sessions.record(named: name) {
-            return try sessions.target(for: record, identityFile: identityFile,
-                                       alias: alias(record.alias, port: record.localPort))
-        }
-
-        // No session: a container of `dbgbox container create` on this machine.
-        let finder = IDETargetFinder(docker: DockerClient(runner: LocalProcessRunner()))
-        let container: DockerContainer
-        do {
-            container = try finder.container(named: name, user: user)
-        } catch DockerError.notInstalled {
-            throw IDEError.noSessionNoDocker(user: user.name, name: name)
-        }
-        let port = container.labels[ContainerSpec.labelPort].flatMap { Int($0) } ?? 0
-        let containerAlias = ContainerSpec.hostKeyAlias(for: container.name)
-        let fingerprint = (try? PinnedHostKeys(path: pinnedPath).key(for: containerAlias))??.fingerprintSHA256
-        return try finder.target(for: container, home: user.home,
-                                 identityFile: identityFile ?? "\(home)/.ssh/id_dbgbox",
-                                 alias: alias(containerAlias, port: port), hostKeyFingerprint: fingerprint)
+        try ide.openVSCode(alias: alias, folder: folder)
     }
 }

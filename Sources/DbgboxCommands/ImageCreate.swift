@@ -1,9 +1,8 @@
 import ArgumentParser
 import DbgboxKit
-import Foundation
 
 /// `dbgbox image create`: renders templates/ into a Dockerfile and builds it with no build context.
-struct ImageCreate: ParsableCommand {
+struct ImageCreate: DbgboxCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Build an image that adds a key-only sshd for you to a local base image.",
@@ -35,28 +34,27 @@ struct ImageCreate: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
-    @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
+    @OptionGroup(title: "Run on a cluster node") var chain: ChainOptions
 
-    func run() throws {
+    func run(_ context: CommandContext) throws {
         var parsedFamily: DistroFamily?
         if let family {
             guard let known = DistroFamily(rawValue: family.lowercased()) else { throw ImageError.invalidFamily(family) }
             parsedFamily = known
         }
-        let (runner, node) = try remote.environment()
+        let node = try context.node(try chain.request())
         defer { node.close() }
         let identity = try node.identity(requested: userOptions.user)
         let request = ImageCreateRequest(base: base, name: name, templatePath: template, appendPath: append,
                                          family: parsedFamily, identity: identity)
-        let service = ImageService(docker: DockerClient(runner: runner))
+        let service = ImageService(docker: DockerClient(runner: node.runner))
         let prepared = try service.prepare(request, requireBase: !print)
         if print {
-            FileHandle.standardOutput.write(Data(prepared.dockerfile.utf8))
+            context.write(prepared.dockerfile)
             return
         }
-        let stderr = StandardStreamSink(.stderr)
-        stderr.write(Data("dbgbox: building \(prepared.name) for \(identity.name) (\(identity.uid):\(identity.gid)) from \(base)\(node.isRemote ? " on \(node.name)" : ""), \(prepared.spec.facts.family.rawValue) family\n".utf8))
-        try service.build(prepared, output: stderr)
-        Swift.print(prepared.name)
+        context.note("building \(prepared.name) for \(identity.name) (\(identity.uid):\(identity.gid)) from \(base)\(node.isRemote ? " on \(node.name)" : ""), \(prepared.spec.facts.family.rawValue) family")
+        try service.build(prepared, output: context.stderr)
+        context.say(prepared.name)
     }
 }

@@ -1,11 +1,7 @@
 import ArgumentParser
 import DbgboxKit
-import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
-struct Keygen: ParsableCommand {
+struct Keygen: DbgboxCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate an SSH key pair for dbgbox (OpenSSH format).",
         discussion: """
@@ -29,28 +25,19 @@ struct Keygen: ParsableCommand {
     @Flag(help: "Replace an existing key pair of that name.")
     var force = false
 
-    func run() throws {
+    func run(_ context: CommandContext) throws {
         let algorithm = try SSHKeyAlgorithm(argument: keyType)
-        let home = TildePath.home()
+        let home = try context.home()
+        let user = (try? context.me().name) ?? context.environment["USER"] ?? "user"
         let request = KeygenRequest(name: name, directory: TildePath.expand(dir, home: home), algorithm: algorithm,
-                                    comment: comment ?? Self.defaultComment(), force: force)
-        let result = try KeyPairWriter().write(request)
+                                    // USER@HOSTNAME, as ssh-keygen's default comment.
+                                    comment: comment ?? "\(user)@\(context.hostName)", force: force)
+        let result = try KeyPairWriter(fs: context.files).write(request)
         if let tree = result.gitWorkTree {
-            FileHandle.standardError.write(Data(
-                "dbgbox: warning: \(request.directory) is inside the git work tree \(tree): never commit \(result.privateKeyPath); prefer --dir ~/.ssh\n".utf8))
+            context.warn("\(request.directory) is inside the git work tree \(tree): never commit \(result.privateKeyPath); prefer --dir ~/.ssh")
         }
-        print(result.publicKey.fingerprintLine)
-        print("private key: \(result.privateKeyPath)")
-        print("public key:  \(result.publicKeyPath)")
-    }
-
-    /// USER@HOSTNAME, as ssh-keygen's default comment.
-    static func defaultComment() -> String {
-        let user = UserIdentity.lookup(uid: getuid())?.name ?? ProcessInfo.processInfo.environment["USER"] ?? "user"
-        var buffer = [CChar](repeating: 0, count: 256)
-        let host = gethostname(&buffer, buffer.count) == 0
-            ? String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            : "localhost"
-        return "\(user)@\(host)"
+        context.say(result.publicKey.fingerprintLine)
+        context.say("private key: \(result.privateKeyPath)")
+        context.say("public key:  \(result.publicKeyPath)")
     }
 }

@@ -1,42 +1,33 @@
 import ArgumentParser
 import DbgboxKit
-import Foundation
 import SSH
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `dbgbox status`: the sessions `up` recorded, whether each container answers through its tunnel
 /// with its pinned host key (`ContainerCheck`: an SSH handshake through the session's own tunnel,
-/// at most 2 s, all sessions at once), and whether this dbgbox's libssh2 fast path is on.
-struct Status: ParsableCommand {
+/// at most 5 s, all sessions at once), and whether this dbgbox's libssh2 fast path is on.
+struct Status: DbgboxCommand {
     static let configuration = CommandConfiguration(
         abstract: "List sessions: container, node, ports, whether the tunnel runs, whether the container answers with its pinned host key, TTL left; and the libssh2 fast path.")
 
     @Flag(help: "Print a JSON array.")
     var json = false
 
-    func run() throws {
-        guard let me = UserIdentity.lookup(uid: getuid()) else {
-            throw DbgboxError("uid \(getuid()) has no passwd entry: dbgbox needs a user name and home directory")
-        }
-        let manager = SessionWiring.manager(home: SessionWiring.home(me))
+    func run(_ context: CommandContext) throws {
+        let manager = try context.sessionManager(home: try context.home())
         let listing = try manager.store.list()
-        let now = Date()
+        let now = context.clock.now()
         let fastPath = FastPath.status
         let containers = ContainerCheck(liveness: manager.liveness, pinnedPath: manager.pinnedPath).states(of: listing.records)
         let rows = zip(listing.records, containers).map { record, container in
             SessionStatusRow(record: record, tunnel: manager.liveness.state(of: record), container: container, now: now,
                              fastPath: fastPath.summary)
         }
-        for file in listing.unreadable { ContainerWiring.warn("\(file) is not a session record") }
+        for file in listing.unreadable { context.warn("\(file) is not a session record") }
         if json {
-            try ContainerWiring.printJSON(rows)
+            try context.printJSON(rows)
             return
         }
-        for line in SessionStatusRow.table(rows) { print(line) }
-        print(DbgboxVersion.fastPathLine(fastPath))
+        for line in SessionStatusRow.table(rows) { context.say(line) }
+        context.say(DbgboxVersion.fastPathLine(fastPath))
     }
-
-    static func describe(_ state: TunnelState) -> String { SessionStatusRow.describe(state) }
 }

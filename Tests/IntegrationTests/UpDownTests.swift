@@ -152,6 +152,47 @@ final class UpDownTests: XCTestCase {
         _ = deadline
     }
 
+    /// `up --foreground`: the tunnel runs in the `up` process itself (the same runner as `dbgbox
+    /// tunnel`); ssh reaches the container through the alias, and SIGINT ends the tunnel and removes
+    /// the session (container, Host block, record).
+    func testForegroundUpServesUntilSIGINTThenRemovesTheSession() throws {
+        let (bed, home) = try prepare("foreground")
+        _ = try IT.runner.run(["install", "-d", "-m", "700", "-o", String(IT.user.uid), "-g", String(IT.user.gid), "\(home)/.ssh"])
+        let image = "\(bed.user)/updown-it:latest"
+        let out = "\(home)/up.out", err = "\(home)/up.err"
+        let up = try bed.startInLaptop([try IT.requireBinary(), "up", "--foreground", "--gpu", "none", "--port", "auto",
+                                        "--ttl", "1h", "--base", IT.baseImage, "--image", image, "--key", bed.key + ".pub"]
+                                       + remoteArgs(bed), home: home, extraEnv: ["XDG_STATE_HOME": "\(home)/state"],
+                                       stdout: .file(out), stderr: .file(err))
+        defer { up.signal(SIGKILL); up.wait() }
+        let deadline = Date().addingTimeInterval(240)
+        var text = ""
+        while Date() < deadline && up.exitStatusIfDone() == nil {
+            text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            if text.contains("ready: ") { break }
+            usleep(100_000)
+        }
+        XCTAssertTrue(text.contains("remove it"), "\(text)\n\((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+        XCTAssertTrue(text.contains("ready: "), text)
+        let rows = try status(bed, home: home)
+        let name = try XCTUnwrap(rows.first?["name"] as? String, text)
+        Self.containers.append(name)
+        XCTAssertEqual(rows.first?["tunnel"] as? String, "none (foreground)", "\(rows)")
+
+        let ssh = try bed.inLaptop(["ssh", "-F", "\(home)/.ssh/config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                                    "dbgbox-\(name)", "echo", "hello-from-foreground"], home: home)
+        XCTAssertEqual(ssh.exitCode, 0, ssh.stderrText)
+        XCTAssertEqual(ssh.stdoutText, "hello-from-foreground\n")
+
+        up.signal(SIGINT)
+        let code = up.wait()
+        XCTAssertEqual(code, 0, (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+        XCTAssertTrue(((try? String(contentsOfFile: err, encoding: .utf8)) ?? "").contains("tunnel closed"))
+        XCTAssertNotEqual(try IT.runner.run(["docker", "inspect", name]).exitCode, 0, "container still on the node")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(home)/.ssh/dbgbox/config"), "Host block file left")
+        XCTAssertEqual(try status(bed, home: home).count, 0)
+    }
+
     /// Two `up`s: two sessions on two ports, both usable; `down` of one (its tunnel alive: SIGTERM)
     /// leaves the other working; `down --all` removes the rest.
     func testTwoSessionsDownOneLeavesTheOther() throws {

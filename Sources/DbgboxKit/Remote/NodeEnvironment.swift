@@ -12,16 +12,22 @@ public struct NodeEnvironment: Sendable {
     /// "node HOST:PORT"; nil when acting locally.
     public let remoteName: String?
     private let closer: @Sendable () -> Void
+    /// This machine's user for `--user` (or none): passwd, unless a context gives its own.
+    private let localIdentity: @Sendable (String?) throws -> UserIdentity
 
     /// `remoteName` nil: this machine. Otherwise `runner` runs on that node and `close` ends it.
-    public init(runner: ProcessRunner, remoteName: String?, close: @escaping @Sendable () -> Void = {}) {
+    public init(runner: ProcessRunner, remoteName: String?, close: @escaping @Sendable () -> Void = {},
+                localIdentity: @escaping @Sendable (String?) throws -> UserIdentity = { try UserIdentity.resolve(requested: $0) }) {
         self.runner = runner
         self.remoteName = remoteName
         self.closer = close
+        self.localIdentity = localIdentity
     }
 
-    public static func local(runner: ProcessRunner = LocalProcessRunner()) -> NodeEnvironment {
-        NodeEnvironment(runner: runner, remoteName: nil)
+    public static func local(runner: ProcessRunner = LocalProcessRunner(),
+                             identity: @escaping @Sendable (String?) throws -> UserIdentity = { try UserIdentity.resolve(requested: $0) })
+        -> NodeEnvironment {
+        NodeEnvironment(runner: runner, remoteName: nil, localIdentity: identity)
     }
 
     public static func remote(_ runner: RemoteProcessRunner) -> NodeEnvironment {
@@ -61,7 +67,7 @@ public struct NodeEnvironment: Sendable {
     /// The user to mirror: locally the invoking user (or `--user`, root only); remotely the node
     /// user the session logged in as (`--user` does not apply there, and root is refused).
     public func identity(requested: String?) throws -> UserIdentity {
-        guard let remoteName else { return try UserIdentity.resolve(requested: requested) }
+        guard let remoteName else { return try localIdentity(requested) }
         if let requested {
             throw DbgboxError("--user \(requested) acts for a user of this machine: with --node, dbgbox acts for the node user you log in as; set it with --node USER@HOST")
         }

@@ -30,8 +30,12 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Starts `argv` (looked up on PATH when it has no slash).
+    ///
+    /// `detached`: the child starts a session of its own (setsid: no terminal, no Ctrl-C of ours),
+    /// with SIGINT, SIGTERM and SIGHUP at their defaults, and inherits no descriptor above 2 (the
+    /// node connection, a caller's pipes): a background process that outlives this one.
     public init(_ argv: [String], environment: [String: String]? = nil,
-                stdin: Stdio = .null, stdout: Stdio = .pipe, stderr: Stdio = .pipe) throws {
+                stdin: Stdio = .null, stdout: Stdio = .pipe, stderr: Stdio = .pipe, detached: Bool = false) throws {
         precondition(!argv.isEmpty, "empty argv")
         guard let exe = LocalProcessRunner.resolve(argv[0]) else { throw ProcessError.notFound(argv[0]) }
 
@@ -70,6 +74,7 @@ public final class ChildProcess: @unchecked Sendable {
             try setup(stdin, target: 0)
             try setup(stdout, target: 1)
             try setup(stderr, target: 2)
+            if detached { Self.addCloseFrom(&actions, 3) }
         } catch {
             toCloseInParent.forEach { close($0) }
             ours.compactMap { $0 }.forEach { close($0) }
@@ -83,11 +88,18 @@ public final class ChildProcess: @unchecked Sendable {
         var defaults = sigset_t()
         sigemptyset(&defaults)
         sigaddset(&defaults, SIGPIPE)
+        if detached {
+            sigaddset(&defaults, SIGINT)
+            sigaddset(&defaults, SIGTERM)
+            sigaddset(&defaults, SIGHUP)
+        }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         var empty = sigset_t()
         sigemptyset(&empty)
         posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        // POSIX_SPAWN_SETSID (glibc 2.26+) is 0x80; the Swift overlay does not export it.
+        let setsid: Int32 = detached ? 0x80 : 0
+        posix_spawnattr_setflags(&attributes, Int16(Int32(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) | setsid))
 
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         var childPID: pid_t = 0
@@ -145,6 +157,14 @@ public final class ChildProcess: @unchecked Sendable {
         guard r == pid else { return nil }
         exitStatus = Self.decode(status)
         return exitStatus
+    }
+
+    /// glibc 2.34's posix_spawn_file_actions_addclosefrom_np, which the Swift overlay does not
+    /// export: looked up at run time (an older glibc leaves the descriptors, as before it).
+    private static func addCloseFrom(_ actions: inout posix_spawn_file_actions_t, _ lowest: Int32) {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return }
+        _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, lowest)
     }
 
     private static func decode(_ status: Int32) -> Int32 {

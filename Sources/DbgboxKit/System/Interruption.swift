@@ -19,6 +19,7 @@ public final class Interruption: @unchecked Sendable {
     private var watched = sigset_t()
     private var waiter: pthread_t?
     private var stopping = false
+    private var onSignal: (@Sendable (Int32) -> Void)?
 
     /// `nothingMade` runs on the signal's thread and should end the process.
     public init(nothingMade: @escaping @Sendable (Int32) -> Void) {
@@ -82,6 +83,25 @@ public final class Interruption: @unchecked Sendable {
         if received == nil { received = signal }
         // Under the lock: `beginUndoableSteps` waits until this has ended the process.
         if !undoable { nothingMade(signal) }
+        onSignal?(signal)
+    }
+
+    /// Once undoable steps began, `handler` runs (on the signal's thread) for every signal from
+    /// now on, and at once when one has already arrived: how a running tunnel is told to stop.
+    public func whenSignalled(_ handler: @escaping @Sendable (Int32) -> Void) {
+        lock.lock()
+        onSignal = handler
+        let already = received
+        lock.unlock()
+        if let already { handler(already) }
+    }
+
+    /// Waits until a signal has arrived or `timeout` has passed; true when a signal arrived.
+    @discardableResult
+    public func wait(upTo timeout: TimeInterval, poll: TimeInterval = 0.02) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while signal == nil && Date() < deadline { Thread.sleep(forTimeInterval: poll) }
+        return signal != nil
     }
 
     /// From now on a signal is recorded, and the command undoes what it made.

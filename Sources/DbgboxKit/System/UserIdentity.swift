@@ -34,12 +34,13 @@ public struct UserIdentity: Sendable, Equatable, Codable {
 
     /// The identity to act for. Root must name a user: mirroring root into a container would
     /// give the IDE a root login and root-owned files in the mounted home.
-    public static func resolve(requested: String?, realUID: UInt32 = getuid()) throws -> UserIdentity {
+    public static func resolve(requested: String?, realUID: UInt32 = getuid(),
+                               users: UserDirectory = SystemUserDirectory()) throws -> UserIdentity {
         if let requested {
             guard realUID == 0 else {
                 throw DbgboxError("--user is for root only: run dbgbox as \(requested) instead")
             }
-            guard let user = lookup(name: requested) else {
+            guard let user = users.lookup(name: requested) else {
                 throw DbgboxError("--user \(requested): no such user on this machine: check the name with `getent passwd \(requested)`")
             }
             guard user.uid != 0 else {
@@ -50,9 +51,29 @@ public struct UserIdentity: Sendable, Equatable, Codable {
         guard realUID != 0 else {
             throw DbgboxError("dbgbox is running as root, and would mirror root into the container: run it as your own user, or pass --user NAME")
         }
-        guard let user = lookup(uid: realUID) else {
-            throw DbgboxError("uid \(realUID) has no passwd entry: dbgbox needs a user name and home directory")
+        return try users.entry(uid: realUID)
+    }
+}
+
+/// The passwd entries dbgbox looks users up in; tests give users of their own.
+public protocol UserDirectory: Sendable {
+    func lookup(uid: UInt32) -> UserIdentity?
+    func lookup(name: String) -> UserIdentity?
+}
+
+extension UserDirectory {
+    /// The entry of `uid`, or the one-line error every command gives without one.
+    public func entry(uid: UInt32) throws -> UserIdentity {
+        guard let user = lookup(uid: uid) else {
+            throw DbgboxError("uid \(uid) has no passwd entry: dbgbox needs a user name and home directory")
         }
         return user
     }
+}
+
+/// This machine's passwd database (getpwuid, getpwnam).
+public struct SystemUserDirectory: UserDirectory {
+    public init() {}
+    public func lookup(uid: UInt32) -> UserIdentity? { UserIdentity.lookup(uid: uid) }
+    public func lookup(name: String) -> UserIdentity? { UserIdentity.lookup(name: name) }
 }

@@ -1,0 +1,113 @@
+import ArgumentParser
+import DbgboxKit
+
+// The option groups commands share with `@OptionGroup`: one definition, one help text each.
+
+/// Options every command that acts for a user takes.
+struct UserOptions: ParsableArguments {
+    @Option(name: .long, help: "Act for this user (root only); dbgbox refuses to mirror root itself.")
+    var user: String?
+}
+
+/// How each hop of the chain logs in and is checked: identities, known_hosts, ssh config.
+/// Part of `ChainOptions`; `key install` (one hop) takes it alone.
+struct HopOptions: ParsableArguments {
+    @Option(name: .customShort("i"), help: ArgumentHelp("An identity file to log in with, on every hop (repeatable).", valueName: "key"))
+    var identity: [String] = []
+
+    @Flag(help: "Append an unknown host key of a hop to known_hosts (one line) instead of refusing it.")
+    var acceptNew = false
+
+    @Option(help: ArgumentHelp("The known_hosts file for the hops' host keys (default: ssh's own, ~/.ssh/known_hosts).", valueName: "file"))
+    var knownHosts: String?
+
+    @Option(name: .customShort("F"), help: ArgumentHelp("The ssh config file to read instead of ~/.ssh/config.", valueName: "file"))
+    var sshConfig: String?
+}
+
+/// The chain laptop → login host → node: `--login`/`--node` and how to reach and log in to them.
+/// With them, docker and the node checks run on the node through the libssh2 chain; without
+/// them, on this machine (`tunnel` and `up` need them, or config.yaml's login:/node: for up).
+struct ChainOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The login host: [USER@]HOST[:PORT] or a Host alias (goes with --node).", valueName: "host"))
+    var login: String?
+
+    @Option(help: ArgumentHelp("The node, as the login host reaches it: [USER@]HOST[:PORT] or a Host alias (goes with --login).", valueName: "host"))
+    var node: String?
+
+    @Option(help: ArgumentHelp("How the login host reaches the node: direct (a forwarded channel) or exec (`ssh -W` run on the login host).", valueName: "direct|exec"))
+    var nodeVia: String = "direct"
+
+    @OptionGroup var hops: HopOptions
+
+    var isRemote: Bool { login != nil || node != nil }
+
+    func validate() throws {
+        if (login == nil) != (node == nil) {
+            throw ValidationError("--login and --node go together: give both to run on the node, or neither to run here")
+        }
+        guard TunnelRequest.NodeVia(rawValue: nodeVia) != nil else {
+            throw ValidationError("--node-via \(nodeVia): use direct or exec")
+        }
+    }
+
+    /// The chain to open, nil without --login/--node (then everything runs here).
+    func request(targetPort: Int = 22, localPort: Int? = nil) throws -> TunnelRequest? {
+        guard let login, let node else { return nil }
+        return TunnelRequest(
+            login: try HostSpec(parsing: login), node: try HostSpec(parsing: node),
+            targetPort: targetPort, localPort: localPort, identityFiles: hops.identity,
+            nodeVia: TunnelRequest.NodeVia(rawValue: nodeVia) ?? .direct,
+            acceptNew: hops.acceptNew, knownHostsFile: hops.knownHosts, sshConfigFile: hops.sshConfig)
+    }
+
+    /// The ssh flags (not --login/--node), paths made absolute: what `up` records for `down` and
+    /// passes to its background tunnel.
+    func flags(_ context: CommandContext) -> [String] {
+        var flags: [String] = []
+        if let config = hops.sshConfig { flags += ["-F", context.absolute(config)] }
+        if let known = hops.knownHosts { flags += ["--known-hosts", context.absolute(known)] }
+        for identity in hops.identity { flags += ["-i", context.absolute(identity)] }
+        if nodeVia != "direct" { flags += ["--node-via", nodeVia] }
+        return flags
+    }
+}
+
+/// The container `container create` and `up` make. Values not given come from config.yaml
+/// (--profile, then defaults:), then the built-ins.
+struct ContainerOptions: ParsableArguments {
+    @Option(help: "A profile letter (P, V, G, GT, …), GPU ids such as 0,2, or none (up: default none; container create: required unless config.yaml gives gpu:).")
+    var gpu: String?
+
+    @Option(help: "The node port for ssh (1024-65535), or auto (default: auto).")
+    var port: String?
+
+    @Option(name: .customLong("mount"), help: "Bind mounts as \"SRC:DST;SRC:DST\" (absolute paths on the node).")
+    var mountLists: [String] = []
+
+    @Option(name: [.customShort("v"), .customLong("volume")], help: "A bind mount SRC:DST[:ro]; repeatable.")
+    var volumes: [String] = []
+
+    @Option(help: "A local base image on the node to build the image from when it is missing.")
+    var base: String?
+
+    @Option(help: "The image (default: <user>/ssh:latest, from dbgbox image create or --base).")
+    var image: String?
+
+    @Option(help: "How long the container lives: 12h, 90m, 30s, 1d, or 0 for no limit (default: \(TTL.defaultText)).")
+    var ttl: String?
+
+    @Option(help: "The public key to authorize (default: ~/.ssh/id_dbgbox.pub); up puts its private half into the Host block.")
+    var key: String?
+
+    @Option(help: "A profile of ~/.config/dbgbox/config.yaml.")
+    var profile: String?
+
+    @Option(name: .customLong("gpu-runtime"), help: "How GPUs reach docker: gpus (--gpus) or nvidia (--runtime nvidia).")
+    var gpuRuntime: String = GPURuntime.gpus.rawValue
+
+    var choices: ContainerChoices {
+        ContainerChoices(gpu: gpu, port: port, mountLists: mountLists, volumes: volumes, base: base, image: image,
+                         ttl: ttl, key: key, profile: profile, gpuRuntime: gpuRuntime)
+    }
+}
