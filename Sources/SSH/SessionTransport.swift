@@ -81,7 +81,8 @@ public final class SessionTransport: @unchecked Sendable {
     private var readAhead: UnsafeMutableRawPointer?
     private var aheadStart = 0
     private var aheadEnd = 0
-    public static let readAheadSize = 256 * 1024
+    /// How much one recv may read ahead (the owner's tuning).
+    public let readAheadSize: Int
 
     /// `.tcp`: after a recv that took less than it asked for (it emptied the socket), say EAGAIN
     /// instead of asking the socket again until `socketReadable()`. Such a recv finds nothing
@@ -100,9 +101,11 @@ public final class SessionTransport: @unchecked Sendable {
 
     deinit { readAhead?.deallocate() }
 
-    /// A transport over a connected TCP socket (made non-blocking here).
-    public init(tcpSocket: Int32, outboxHighWater: Int = 512 << 10) {
+    /// A transport over a connected TCP socket (made non-blocking here). `outboxHighWater`: what
+    /// may queue for the socket before the owner holds back; `readAheadSize`: what one recv takes.
+    public init(tcpSocket: Int32, outboxHighWater: Int, readAheadSize: Int) {
         kind = .tcp
+        self.readAheadSize = readAheadSize
         fd = tcpSocket
         outbox = ByteQueue(highWater: outboxHighWater)
         inbox = ByteQueue(highWater: 1, initialCapacity: 16)
@@ -114,8 +117,9 @@ public final class SessionTransport: @unchecked Sendable {
     }
 
     /// A transport over a carrier channel owned by another thread.
-    public init(carrierWake: WakeFD, highWater: Int = 1 << 20) throws {
+    public init(carrierWake: WakeFD, highWater: Int) throws {
         kind = .carrier
+        readAheadSize = 0
         let wake = try WakeFD()
         inboxWake = wake
         fd = wake.fd
@@ -182,15 +186,15 @@ public final class SessionTransport: @unchecked Sendable {
                 sawWouldBlock = true
                 return -Int(EAGAIN)
             }
-            if readAhead == nil { readAhead = .allocate(byteCount: Self.readAheadSize, alignment: 16) }
-            let n = Glibc.recv(fd, readAhead, Self.readAheadSize, flags)
+            if readAhead == nil { readAhead = .allocate(byteCount: readAheadSize, alignment: 16) }
+            let n = Glibc.recv(fd, readAhead, readAheadSize, flags)
             if n < 0 {
                 let e = errno
                 if e == EAGAIN || e == EWOULDBLOCK { sawWouldBlock = true } else if e != EINTR { socketError = e }
                 return -Int(e)
             }
             if n == 0 { socketError = -1; return 0 }
-            if waitAfterShortRead && n < Self.readAheadSize { emptiedByShortRead = true }
+            if waitAfterShortRead && n < readAheadSize { emptiedByShortRead = true }
             aheadStart = 0
             aheadEnd = n
         }

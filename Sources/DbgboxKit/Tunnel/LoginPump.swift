@@ -24,11 +24,6 @@ final class LoginPump: @unchecked Sendable {
     private var stderrTail = Data()
     private let done = DispatchSemaphore(value: 0)
 
-    static let readSize = 256 * 1024
-    /// What one carrier read may take from the socket (`SessionTransport.withReadAllowance`): the node
-    /// thread starts on each slice while this one decrypts the next.
-    static let readSlice = 64 * 1024
-
     init(session: NonBlockingSSHSession, carrier: SSHChannel, node: SessionTransport, wake: WakeFD, nodeWake: WakeFD, isExec: Bool) {
         self.session = session
         self.carrier = carrier
@@ -79,8 +74,8 @@ final class LoginPump: @unchecked Sendable {
     /// Counts the passes either thread does for the other.
     var handOvers: HandOverCounter?
 
-    private let buffer = UnsafeMutableRawPointer.allocate(byteCount: LoginPump.readSize, alignment: 16)
-    private let staged = UnsafeMutableRawPointer.allocate(byteCount: LoginPump.readSize, alignment: 16)
+    private let buffer = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.carrierReadSize, alignment: 16)
+    private let staged = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.carrierReadSize, alignment: 16)
     private var stagedPos = 0
     private var stagedLen = 0
     private var stopDeadline: Double?
@@ -130,7 +125,7 @@ final class LoginPump: @unchecked Sendable {
             // Hand the node hop what this pass brought it, doing its pass here while its thread
             // sleeps; its answer (a window adjust, the next request) may come back to this hop.
             var rounds = 0
-            while signal.isOwed, rounds < 3, let forwarder {
+            while signal.isOwed, rounds < FlowPolicy.handOverRounds, let forwarder {
                 rounds += 1
                 guard case .ran(let owesBack) = forwarder.runForeignPass() else { break }
                 _ = signal.takeOwed()
@@ -195,7 +190,7 @@ final class LoginPump: @unchecked Sendable {
         let tcp = session.transport
         if wakeReadable { wake.drain() }
         if socketReadable { tcp.socketReadable() }
-        if !foreign && stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }
+        if !foreign && stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + FlowPolicy.stopGrace }
 
         // Carrier → node inbox, while the node side keeps up.
         // When the last poll did not find the socket readable, only what libssh2 already
@@ -204,7 +199,7 @@ final class LoginPump: @unchecked Sendable {
         // Bytes already read ahead from the socket count as readable (`hasReadAhead`).
         var socketDrained = !socketReadable && !tcp.hasReadAhead
         while !node.inbox.isAboveHighWater {
-            let n = tcp.withReadAllowance(socketDrained ? 0 : Self.readSlice) { carrier.read(into: buffer, count: Self.readSize) }
+            let n = tcp.withReadAllowance(socketDrained ? 0 : FlowPolicy.carrierReadSlice) { carrier.read(into: buffer, count: FlowPolicy.carrierReadSize) }
             if tcp.sawWouldBlock { socketDrained = true }
             if n > 0 { node.deliver(buffer, count: n); continue }
             if n == Int(NonBlockingSSHSession.again) {
@@ -222,7 +217,7 @@ final class LoginPump: @unchecked Sendable {
         }
         // The socket said EAGAIN just now: the writes below need not ask it again. The bound
         // ends with them (`withReadAllowance`).
-        if let end = tcp.withReadAllowance(socketDrained ? 0 : Self.readSlice, { moveOut() }) { return end }
+        if let end = tcp.withReadAllowance(socketDrained ? 0 : FlowPolicy.carrierReadSlice, { moveOut() }) { return end }
 
         nextKeepalive = -1
         do {
@@ -252,10 +247,10 @@ final class LoginPump: @unchecked Sendable {
         if isExec {
             // Drain ssh -W's stderr: it shares the window, and it explains failures.
             while true {
-                let n = carrier.read(into: buffer, count: Self.readSize, stream: 1)
+                let n = carrier.read(into: buffer, count: FlowPolicy.carrierReadSize, stream: 1)
                 if n <= 0 { break }
                 stderrTail.append(buffer.assumingMemoryBound(to: UInt8.self), count: n)
-                if stderrTail.count > 2048 { stderrTail = stderrTail.suffix(1024) }
+                if stderrTail.count > FlowPolicy.stderrLimit { stderrTail = stderrTail.suffix(FlowPolicy.stderrKeep) }
             }
         }
 
@@ -263,7 +258,7 @@ final class LoginPump: @unchecked Sendable {
         windowBlocked = false
         while true {
             if stagedPos == stagedLen {
-                let (n, resumed) = node.outbox.take(into: staged, max: Self.readSize)
+                let (n, resumed) = node.outbox.take(into: staged, max: FlowPolicy.carrierReadSize)
                 if resumed { nodeWake.signal() }
                 stagedPos = 0
                 stagedLen = n

@@ -12,7 +12,7 @@ final class ForwardedConnection {
     let peer: String
     var channel: SSHChannel?
     /// Our receive window for the channel, chosen when its open starts.
-    var window = NodeForwarder.channelWindow
+    var window = FlowPolicy.channelWindow
     /// Client → channel bytes read but not yet written.
     var up = ChunkBuffer()
     var upEOF = false
@@ -127,34 +127,8 @@ final class NodeForwarder {
     /// Channels whose free said EAGAIN (waiting for the node's CLOSE).
     private var closing: [SSHChannel] = []
     /// Every connection's reads land here first (see `ChunkBuffer`).
-    private let upScratch = UnsafeMutableRawPointer.allocate(byteCount: NodeForwarder.upChunk, alignment: 16)
-    private let downScratch = UnsafeMutableRawPointer.allocate(byteCount: NodeForwarder.downChunk, alignment: 16)
-
-    /// Our receive window for each direct-tcpip channel, chosen at open. libssh2 keeps up to a
-    /// window of decrypted data per channel that the client has not taken yet, so the windows are
-    /// the tunnel's memory bound.
-    ///
-    /// The first connections get 4 MiB: *more* than the carrier's window (`Tunnel.carrierWindow`),
-    /// so that the login host's reading, not the node sshd's writing, paces a download. The node
-    /// sshd then always has data queued on its TCP connection to the login host and TCP's own flow
-    /// control smooths it. The other way round (a window smaller than the carrier's) the node sshd
-    /// writes in bursts as each window adjust arrives, its connection idles in between, and with
-    /// BBR (this machine's congestion control) that connection's pacing rate collapsed: measured
-    /// on the testbed, 1 MiB / 4 MiB gave 70-85 MiB/s, 4 MiB / 2 MiB 204-216 MiB/s
-    /// (scripts/bench.sh; with cubic both were fast). Once `manyChannels` are open each new one
-    /// gets 256 KiB: 64 streams share the path, each needs little, and together they stay within
-    /// a few MiB (RSS with 64 streams: scripts/bench.sh).
-    static let channelWindow: UInt32 = 4 << 20
-    static let manyChannelsWindow: UInt32 = 256 << 10
-    static let manyChannels = 2
-    static let channelPacket: UInt32 = 32 << 10
-    /// Client → channel reads: a multiple of what one channel_write sends (no small tail packets).
-    static let upChunk = 2 * SSHChannel.maxWrite
-    /// What one channel read may take from the inbox (`SessionTransport.withReadAllowance`): each read
-    /// hands its bytes to the client while the login thread decrypts on.
-    static let readSlice = 64 * 1024
-    /// Channel → client reads.
-    static let downChunk = 64 * 1024
+    private let upScratch = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.upChunk, alignment: 16)
+    private let downScratch = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.downChunk, alignment: 16)
 
     init(session: NonBlockingSSHSession, pump: LoginPump, listener: Int32, control: WakeFD, openMessage: [UInt8],
          shouldStop: @escaping () -> Bool, report: @escaping (TunnelEvent) -> Void,
@@ -229,7 +203,7 @@ final class NodeForwarder {
             // Hand the login hop what this pass queued for it, doing its pass here while its
             // thread sleeps; what that brings back for this hop is done here too.
             var rounds = 0
-            while signal.isOwed, rounds < 3 {
+            while signal.isOwed, rounds < FlowPolicy.handOverRounds {
                 rounds += 1
                 guard case .ran(let owesBack) = pump.runForeignPass() else { break }
                 _ = signal.takeOwed()
@@ -349,16 +323,16 @@ final class NodeForwarder {
             if opening == nil, let next = connections.first(where: { $0.channel == nil && $0.error == nil }) {
                 // Chosen once: a retried open must repeat the same call.
                 let open = connections.reduce(0) { $0 + ($1.channel != nil ? 1 : 0) }
-                next.window = open >= Self.manyChannels ? Self.manyChannelsWindow : Self.channelWindow
+                next.window = open >= FlowPolicy.manyChannels ? FlowPolicy.manyChannelsWindow : FlowPolicy.channelWindow
                 opening = next
             }
             guard let c = opening else { break }
             // A fresh slice for each attempt (`withReadAllowance`): the open reads on while data
             // for other channels streams in, at most a slice at a time (filed for them, not
             // piled up in libssh2), and never with a bound left over from another call.
-            let attempt = transport.withReadAllowance(Self.readSlice) {
+            let attempt = transport.withReadAllowance(FlowPolicy.channelReadSlice) {
                 session.tryOpenChannel(type: DirectTCPIP.channelType, window: c.window,
-                                       packetSize: Self.channelPacket, message: openMessage)
+                                       packetSize: FlowPolicy.channelPacket, message: openMessage)
             }
             switch attempt {
             case .opened(let channel):
@@ -461,12 +435,12 @@ final class NodeForwarder {
         }
         // Client → channel.
         var rounds = 0
-        while !c.peerClosed && rounds < 4 && !transport.outbox.isAboveHighWater {
+        while !c.peerClosed && rounds < FlowPolicy.roundsPerConnection && !transport.outbox.isAboveHighWater {
             rounds += 1
             if c.up.isEmpty && !c.upEOF && c.clientReadable {
-                let n = Glibc.recv(c.fd, c.up.space(upScratch), Self.upChunk, 0)
+                let n = Glibc.recv(c.fd, c.up.space(upScratch), FlowPolicy.upChunk, 0)
                 // A short read took all there was.
-                if n < Self.upChunk { c.clientReadable = false }
+                if n < FlowPolicy.upChunk { c.clientReadable = false }
                 if n > 0 { c.up.filled(n) } else if n == 0 { c.upEOF = true } else {
                     let e = errno
                     if e != EAGAIN && e != EWOULDBLOCK && e != EINTR { c.upEOF = true; c.error = String(cString: strerror(e)); return nil }
@@ -492,13 +466,13 @@ final class NodeForwarder {
         // rounds run out while data flows, ask for another pass at once.
         rounds = 0
         while true {
-            if rounds == 4 { if c.down.isEmpty && !c.downEOF { moreBuffered = true }; break }
+            if rounds == FlowPolicy.roundsPerConnection { if c.down.isEmpty && !c.downEOF { moreBuffered = true }; break }
             rounds += 1
             if c.down.isEmpty && !c.downEOF {
                 // The slice bounds this read only (`withReadAllowance`): the opens, frees and
                 // writes that follow must read the transport to its end.
                 let space = c.down.space(downScratch)
-                let n = transport.withReadAllowance(Self.readSlice) { channel.read(into: space, count: Self.downChunk) }
+                let n = transport.withReadAllowance(FlowPolicy.channelReadSlice) { channel.read(into: space, count: FlowPolicy.downChunk) }
                 if n > 0 { c.down.filled(n) } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
                     if channel.isEOF { c.downEOF = true } else if transport.allowanceSpent {
                         // Input held back by the slice: this channel may have more behind it.
@@ -530,7 +504,7 @@ final class NodeForwarder {
         // sshd closes the channel and never opens its window again, so the client's bytes would
         // wait for ever. As OpenSSH's client does, end the connection once the close arrived
         // (checked after the reads above, which may have filed the close with the EOF).
-        if c.downEOF && !c.peerClosed && !c.upEOF && transport.withReadAllowance(Self.readSlice, { channel.isClosedByPeer }) {
+        if c.downEOF && !c.peerClosed && !c.upEOF && transport.withReadAllowance(FlowPolicy.channelReadSlice, { channel.isClosedByPeer }) {
             c.peerClosed = true
             c.upEOF = true
             c.up.clear()

@@ -36,17 +36,6 @@ public final class Tunnel: @unchecked Sendable {
     /// The port the listener is bound to (useful with `localPort: 0`); 0 before `start()`.
     public private(set) var localPort: Int = 0
 
-    /// Our receive window on the carrier channel and its packet size. 2 MiB: what the login host
-    /// may send ahead (libssh2 holds it decrypted until read). Kept below the first channels'
-    /// window on purpose: see `NodeForwarder.channelWindow`.
-    static let carrierWindow: UInt32 = 2 << 20
-    static let carrierPacket: UInt32 = 32 << 10
-    /// What may wait between the two hop threads each way (the node transport's inbox and outbox)
-    /// before the producing thread holds back. 256 KiB: with 512 KiB the login thread read the
-    /// socket in longer bursts and left it longer unread, and downloads on the testbed ran slower
-    /// and less evenly (1 GiB, ten alternating runs each: median 126 vs 165 MiB/s).
-    static let queueHighWater = 256 << 10
-
     /// Throws only when the process has no file descriptor left for the tunnel's wake fd.
     public init(configuration: TunnelConfiguration, delegate: TunnelDelegate) throws {
         self.configuration = configuration
@@ -217,7 +206,7 @@ public final class Tunnel: @unchecked Sendable {
         }
         SocketIO.setKeepalive(fd, idle: max(1, config.keepaliveInterval), interval: max(1, config.keepaliveInterval / 3),
                               count: 3, userTimeout: config.deadPeerTimeout)
-        let tcp = SessionTransport(tcpSocket: fd)
+        let tcp = SessionTransport(tcpSocket: fd, outboxHighWater: FlowPolicy.tcpOutboxHighWater, readAheadSize: FlowPolicy.tcpReadAhead)
         let loginSession: NonBlockingSSHSession
         do {
             loginSession = try NonBlockingSSHSession(transport: tcp, waiter: tcpWaiter(deadline: deadline))
@@ -246,11 +235,11 @@ public final class Tunnel: @unchecked Sendable {
             switch config.nodeVia {
             case .direct:
                 let message = DirectTCPIP.openMessage(host: node.host, port: UInt32(node.port), originatorHost: "127.0.0.1", originatorPort: 0)
-                carrier = try loginSession.openChannel(type: DirectTCPIP.channelType, window: Self.carrierWindow,
-                                                      packetSize: Self.carrierPacket, message: message)
+                carrier = try loginSession.openChannel(type: DirectTCPIP.channelType, window: FlowPolicy.carrierWindow,
+                                                      packetSize: FlowPolicy.carrierPacket, message: message)
             case .exec(let argv):
                 isExec = true
-                carrier = try loginSession.openChannel(type: "session", window: Self.carrierWindow, packetSize: Self.carrierPacket, message: [])
+                carrier = try loginSession.openChannel(type: "session", window: FlowPolicy.carrierWindow, packetSize: FlowPolicy.carrierPacket, message: [])
                 try carrier.exec(shellQuote(argv))
             }
         } catch let failure as WaitFailure {
@@ -266,7 +255,7 @@ public final class Tunnel: @unchecked Sendable {
 
         // The node hop, inside the carrier; the pump thread moves its bytes from now on.
         let pumpWake = try WakeFD()
-        let nodeTransport = try SessionTransport(carrierWake: pumpWake, highWater: Self.queueHighWater)
+        let nodeTransport = try SessionTransport(carrierWake: pumpWake, highWater: FlowPolicy.queueHighWater)
         let thePump = LoginPump(session: loginSession, carrier: carrier, node: nodeTransport, wake: pumpWake,
                                 nodeWake: control, isExec: isExec)
         pump = thePump
