@@ -36,6 +36,9 @@ enum FlowPolicy {
     static let manyChannelsWindow: UInt32 = 256 << 10
     /// From this many open channels on, new ones get `manyChannelsWindow`.
     static let manyChannels = 2
+    /// The window of each `NodeChannel` (remote commands): 2 MiB, libssh2's default, as an exec
+    /// channel of a blocking session had. Their traffic is control messages and a Dockerfile.
+    static let nodeChannelWindow: UInt32 = 2 << 20
     /// The packet size of each channel the node session opens (direct-tcpip and session).
     static let channelPacket: UInt32 = 32 << 10
 
@@ -53,6 +56,10 @@ enum FlowPolicy {
     /// what the socket holds, up to this, and libssh2's calls are served from it (far fewer
     /// system calls, the receive queue emptied in one go).
     static let tcpReadAhead = 256 << 10
+
+    /// Output of a `NodeChannel` the caller has not taken yet, above which the node hop stops
+    /// reading that channel (its window then closes and the command waits): 1 MiB.
+    static let nodeChannelBuffer = 1 << 20
 
     // MARK: reads and writes per call
 
