@@ -4,7 +4,10 @@ import Foundation
 import Glibc
 #endif
 
-/// Where a non-blocking session's bytes go, through libssh2's SEND/RECV callbacks.
+/// The transport adapter: where a non-blocking session's bytes go, through libssh2's SEND/RECV
+/// callbacks, and the queues between the tunnel's two hop threads. It only queues and wakes
+/// (`QueueWaker`); which thread does the work is the engine's hand-over policy (DbgboxKit's
+/// `HandOverCoordinator`) and its sizes are the engine's `FlowPolicy`.
 ///
 /// In both kinds SEND accepts the whole buffer into an outbox (never short, never EAGAIN), so
 /// libssh2 never holds a half-sent packet and the "repeat the same call after EAGAIN" rule can

@@ -92,7 +92,10 @@ struct ChunkBuffer {
 }
 
 /// Thread 2, the node hop: owns the node session (over the carrier), the accepted client sockets
-/// and their channels. `run()` returns when the hop dies or `stop` is requested.
+/// and their channels, and the channels other threads asked for (`NodeChannel`, served by
+/// `ChannelJob`s under the same rules). `run()` returns when the hop dies or `stop` is requested.
+/// Its passes: `ownPass` on its own thread (accept, retire, report), `movePass` on either thread
+/// (see `HandOverCoordinator`; tuning: `FlowPolicy`).
 ///
 /// The rules that keep one connection's bad day its own (issue 11; libssh2 1.10 keeps a call's
 /// progress in session and channel state, so a call abandoned after EAGAIN breaks later ones):
@@ -104,7 +107,8 @@ struct ChunkBuffer {
 ///   other call must be able to read the transport to its end (the node-hop-down defect came from a
 ///   bound that outlived its read).
 /// - A channel the peer closed ends its connection once the client has what came before the close;
-///   its later bytes have nowhere to go (the peer never opens the window again).
+///   its later bytes have nowhere to go (the peer never opens the window again). A `NodeChannel`
+///   likewise ends (`.closed`, with the command's exit status) once its caller has its output.
 final class NodeForwarder: HandOverHop {
     enum End {
         case stopped
