@@ -83,53 +83,7 @@ public final class NonBlockingSSHSession {
 
     public var isAuthenticated: Bool { libssh2_userauth_authenticated(raw) != 0 }
 
-    /// The methods the server offers for `user` (asks the server; empty when "none" succeeded).
-    public func authMethods(user: String) throws -> [String] {
-        while true {
-            if let list = libssh2_userauth_list(raw, user, UInt32(user.utf8.count)) {
-                return String(cString: list).split(separator: ",").map(String.init)
-            }
-            if isAuthenticated { return [] }
-            if libssh2_session_last_errno(raw) != Self.again { throw lastError("libssh2_userauth_list") }
-            try waiter(self)
-        }
-    }
-
-    /// Public-key authentication from a private key file (public half derived by libssh2).
-    public func authenticate(user: String, privateKeyPath: String, passphrase: String?) throws {
-        let rc = try drive {
-            libssh2_userauth_publickey_fromfile_ex(raw, user, UInt32(user.utf8.count), nil, privateKeyPath, passphrase)
-        }
-        if rc != 0 { throw lastError("libssh2_userauth_publickey_fromfile_ex", code: rc) }
-    }
-
-    /// Tries every identity of the ssh-agent at `socketPath` (nil: SSH_AUTH_SOCK). Returns the
-    /// comments of the identities offered; throws when the agent cannot be used at all; on
-    /// success `isAuthenticated` is true.
-    @discardableResult
-    public func authenticateWithAgent(user: String, socketPath: String?) throws -> [String] {
-        guard let agent = libssh2_agent_init(raw) else { throw lastError("libssh2_agent_init") }
-        defer { libssh2_agent_free(agent) }
-        if let socketPath { libssh2_agent_set_identity_path(agent, socketPath) }
-        var rc = try drive { libssh2_agent_connect(agent) }
-        if rc != 0 { throw lastError("libssh2_agent_connect", code: rc) }
-        defer { libssh2_agent_disconnect(agent) }
-        rc = try drive { libssh2_agent_list_identities(agent) }
-        if rc != 0 { throw lastError("libssh2_agent_list_identities", code: rc) }
-        var offered: [String] = []
-        var previous: UnsafeMutablePointer<libssh2_agent_publickey>?
-        while true {
-            var identity: UnsafeMutablePointer<libssh2_agent_publickey>?
-            let next = libssh2_agent_get_identity(agent, &identity, previous)
-            if next != 0 { break } // 1: no more; < 0: error. Either way, stop offering.
-            guard let identity else { break }
-            offered.append(identity.pointee.comment.map { String(cString: $0) } ?? "?")
-            let auth = try drive { libssh2_agent_userauth(agent, user, identity) }
-            if auth == 0 { return offered }
-            previous = identity
-        }
-        return offered
-    }
+    // Authentication: `SSHUserAuth` (UserAuth.swift).
 
     /// Opens a channel, waiting as needed (for setup: the carrier). `message` is the channel
     /// type's extra data, e.g. `DirectTCPIP.openMessage`.
@@ -249,7 +203,26 @@ public final class SSHChannel {
         if rc != 0 { throw session.lastError("libssh2_channel_process_startup", code: rc) }
     }
 
+    /// One non-blocking attempt at starting `command` on a "session" channel (exec request): 0
+    /// once started, `NonBlockingSSHSession.again` (repeat the same call later), or a libssh2
+    /// error code (the server refused).
+    public func tryExec(_ command: String) -> Int32 {
+        libssh2_channel_process_startup(raw, "exec", 4, command, UInt32(command.utf8.count))
+    }
+
     public var exitStatus: Int32 { libssh2_channel_get_exit_status(raw) }
+
+    /// How the remote command ended (once the channel closed): its exit status, or the signal
+    /// that killed it.
+    public var execStatus: SSHExecStatus {
+        var signalName: UnsafeMutablePointer<CChar>?
+        var signalLength = 0
+        guard libssh2_channel_get_exit_signal(raw, &signalName, &signalLength, nil, nil, nil, nil) == 0,
+              let signalName, signalLength > 0 else { return SSHExecStatus(code: exitStatus) }
+        let name = String(decoding: UnsafeRawBufferPointer(start: signalName, count: signalLength), as: UTF8.self)
+        libssh2_free(session.raw, signalName)
+        return SSHExecStatus(signal: name)
+    }
 
     public func close() -> Int32 { libssh2_channel_close(raw) }
 

@@ -50,19 +50,9 @@ public final class SSHSession {
         return HostKey(typeName: HostKey.typeName(for: type), blob: blob)
     }
 
-    /// The authentication methods the server offers for `user` (empty when "none" succeeded).
-    public func authMethods(user: String) -> [String] {
-        guard let list = libssh2_userauth_list(raw, user, UInt32(user.utf8.count)) else { return [] }
-        return String(cString: list).split(separator: ",").map(String.init)
-    }
-
     public var isAuthenticated: Bool { libssh2_userauth_authenticated(raw) != 0 }
 
-    /// Public-key authentication from an OpenSSH private key file (the public half is derived).
-    public func authenticate(user: String, privateKeyPath: String, passphrase: String? = nil) throws {
-        let rc = libssh2_userauth_publickey_fromfile_ex(raw, user, UInt32(user.utf8.count), nil, privateKeyPath, passphrase)
-        if rc != 0 { throw SSHError.last(raw, call: "libssh2_userauth_publickey_fromfile_ex", code: rc) }
-    }
+    // Authentication: `SSHUserAuth` (UserAuth.swift).
 
     /// Runs `command` in an exec channel; returns its exit status, stdout and stderr.
     /// For small outputs (the blocking reads take stdout first, then stderr).

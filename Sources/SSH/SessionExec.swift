@@ -15,29 +15,14 @@ public struct SSHExecStatus: Sendable, Equatable {
         self.code = code
         self.signal = signal
     }
+
+    /// Killed by `signal` (its RFC 4254 name, "TERM"): code 128 + its number, as a shell reports it.
+    public init(signal: String) {
+        self.init(code: 128 + (SSHSession.signalNumbers[signal] ?? 0), signal: signal)
+    }
 }
 
 extension SSHSession {
-    /// Tries every identity of the ssh-agent at `socketPath` (nil: SSH_AUTH_SOCK); returns whether
-    /// one was accepted. Throws only when the agent cannot be used at all.
-    public func authenticateWithAgent(user: String, socketPath: String?) throws -> Bool {
-        guard let agent = libssh2_agent_init(raw) else { throw SSHError.last(raw, call: "libssh2_agent_init") }
-        defer { libssh2_agent_free(agent) }
-        if let socketPath { libssh2_agent_set_identity_path(agent, socketPath) }
-        var rc = libssh2_agent_connect(agent)
-        if rc != 0 { throw SSHError.last(raw, call: "libssh2_agent_connect", code: rc) }
-        defer { libssh2_agent_disconnect(agent) }
-        rc = libssh2_agent_list_identities(agent)
-        if rc != 0 { throw SSHError.last(raw, call: "libssh2_agent_list_identities", code: rc) }
-        var previous: UnsafeMutablePointer<libssh2_agent_publickey>?
-        while true {
-            var identity: UnsafeMutablePointer<libssh2_agent_publickey>?
-            if libssh2_agent_get_identity(agent, &identity, previous) != 0 { return false }
-            if libssh2_agent_userauth(agent, user, identity) == 0 { return true }
-            previous = identity
-        }
-    }
-
     /// Runs `command` in an exec channel, streaming: `input` is written to its stdin (then EOF),
     /// stdout and stderr chunks go to `onStdout` / `onStderr` as they arrive. Returns when the
     /// channel is closed, with the exit status. The session runs non-blocking meanwhile (so stdin,
@@ -133,8 +118,7 @@ extension SSHSession {
            let signalName, signalLength > 0 {
             let name = String(decoding: UnsafeRawBufferPointer(start: signalName, count: signalLength), as: UTF8.self)
             libssh2_free(raw, signalName)
-            status.signal = name
-            status.code = 128 + (Self.signalNumbers[name] ?? 0)
+            status = SSHExecStatus(signal: name)
         }
         libssh2_session_set_blocking(raw, 1)
         libssh2_channel_free(channel)

@@ -4,7 +4,10 @@ import Foundation
 import Glibc
 #endif
 
-/// Where a non-blocking session's bytes go, through libssh2's SEND/RECV callbacks.
+/// The transport adapter: where a non-blocking session's bytes go, through libssh2's SEND/RECV
+/// callbacks, and the queues between the tunnel's two hop threads. It only queues and wakes
+/// (`QueueWaker`); which thread does the work is the engine's hand-over policy (DbgboxKit's
+/// `HandOverCoordinator`) and its sizes are the engine's `FlowPolicy`.
 ///
 /// In both kinds SEND accepts the whole buffer into an outbox (never short, never EAGAIN), so
 /// libssh2 never holds a half-sent packet and the "repeat the same call after EAGAIN" rule can
@@ -81,7 +84,8 @@ public final class SessionTransport: @unchecked Sendable {
     private var readAhead: UnsafeMutableRawPointer?
     private var aheadStart = 0
     private var aheadEnd = 0
-    public static let readAheadSize = 256 * 1024
+    /// How much one recv may read ahead (the owner's tuning).
+    public let readAheadSize: Int
 
     /// `.tcp`: after a recv that took less than it asked for (it emptied the socket), say EAGAIN
     /// instead of asking the socket again until `socketReadable()`. Such a recv finds nothing
@@ -100,28 +104,31 @@ public final class SessionTransport: @unchecked Sendable {
 
     deinit { readAhead?.deallocate() }
 
-    /// A transport over a connected TCP socket (made non-blocking here).
-    public init(tcpSocket: Int32, outboxHighWater: Int = 512 << 10) {
+    /// A transport over a connected TCP socket (made non-blocking here). `outboxHighWater`: what
+    /// may queue for the socket before the owner holds back; `readAheadSize`: what one recv takes.
+    public init(tcpSocket: Int32, outboxHighWater: Int, readAheadSize: Int) {
         kind = .tcp
+        self.readAheadSize = readAheadSize
         fd = tcpSocket
         outbox = ByteQueue(highWater: outboxHighWater)
         inbox = ByteQueue(highWater: 1, initialCapacity: 16)
         inboxWake = nil
         carrierWake = nil
-        outboxSignal = HeldWake(nil)
-        inboxSignal = HeldWake(nil)
+        outboxWaker = WakeWhenEmpty(nil)
+        inboxWaker = WakeWhenEmpty(nil)
         SocketIO.setNonBlocking(tcpSocket)
     }
 
     /// A transport over a carrier channel owned by another thread.
-    public init(carrierWake: WakeFD, highWater: Int = 1 << 20) throws {
+    public init(carrierWake: WakeFD, highWater: Int) throws {
         kind = .carrier
+        readAheadSize = 0
         let wake = try WakeFD()
         inboxWake = wake
         fd = wake.fd
         self.carrierWake = carrierWake
-        outboxSignal = HeldWake(carrierWake)
-        inboxSignal = HeldWake(wake)
+        outboxWaker = WakeWhenEmpty(carrierWake)
+        inboxWaker = WakeWhenEmpty(wake)
         // Producers stop at the mark and add at most one step (<= 256 KiB) beyond it: with twice
         // the mark the buffers never grow (and only touched pages count).
         outbox = ByteQueue(highWater: highWater, initialCapacity: 2 * highWater)
@@ -131,20 +138,20 @@ public final class SessionTransport: @unchecked Sendable {
     // MARK: carrier side (called by the thread that owns the carrier channel)
 
     /// Puts bytes read from the carrier into the inbox, waking the session's thread if needed
-    /// (or holding that wake back, see `inboxSignal`).
+    /// as `inboxWaker` decides.
     public func deliver(_ bytes: UnsafeRawPointer, count: Int) {
         let (wasEmpty, queued) = inbox.appendCounting(bytes, count: count)
-        inboxSignal.queued(wasEmpty: wasEmpty, count: queued)
+        inboxWaker.queued(wasEmpty: wasEmpty, count: queued)
     }
 
-    // MARK: hand-over (a hop's thread may do the other hop's work while that thread sleeps)
+    // MARK: wakes (set by the owner before any thread uses the transport)
 
-    /// `.carrier`: tells the carrier's thread that `outbox` got bytes. Used (held, released) only
-    /// by whoever holds this session.
-    public let outboxSignal: HeldWake
-    /// `.carrier`: tells the session's thread that `inbox` got bytes. Used only by whoever holds
-    /// the carrier.
-    public let inboxSignal: HeldWake
+    /// `.carrier`: decides when the carrier's thread hears that `outbox` got bytes (by default:
+    /// when it was empty). Called by whoever drives this session.
+    public var outboxWaker: QueueWaker
+    /// `.carrier`: decides when the session's thread hears that `inbox` got bytes (by default:
+    /// when it was empty). Called by whoever holds the carrier.
+    public var inboxWaker: QueueWaker
 
     /// The carrier is gone: the session reads what is left, then sees the peer close.
     public func carrierClosed() {
@@ -182,15 +189,15 @@ public final class SessionTransport: @unchecked Sendable {
                 sawWouldBlock = true
                 return -Int(EAGAIN)
             }
-            if readAhead == nil { readAhead = .allocate(byteCount: Self.readAheadSize, alignment: 16) }
-            let n = Glibc.recv(fd, readAhead, Self.readAheadSize, flags)
+            if readAhead == nil { readAhead = .allocate(byteCount: readAheadSize, alignment: 16) }
+            let n = Glibc.recv(fd, readAhead, readAheadSize, flags)
             if n < 0 {
                 let e = errno
                 if e == EAGAIN || e == EWOULDBLOCK { sawWouldBlock = true } else if e != EINTR { socketError = e }
                 return -Int(e)
             }
             if n == 0 { socketError = -1; return 0 }
-            if waitAfterShortRead && n < Self.readAheadSize { emptiedByShortRead = true }
+            if waitAfterShortRead && n < readAheadSize { emptiedByShortRead = true }
             aheadStart = 0
             aheadEnd = n
         }
@@ -218,7 +225,7 @@ public final class SessionTransport: @unchecked Sendable {
             return n < 0 ? -Int(errno) : n
         }
         let (wasEmpty, queued) = transport.outbox.appendCounting(buffer, count: length)
-        transport.outboxSignal.queued(wasEmpty: wasEmpty, count: queued)
+        transport.outboxWaker.queued(wasEmpty: wasEmpty, count: queued)
         return length
     }
 
@@ -249,47 +256,21 @@ public final class SessionTransport: @unchecked Sendable {
     }
 }
 
-/// A wake for another thread that its giver may hold back while it means to do that thread's
-/// work itself (the tunnel's hand-over). While held, the wake for a queue that became non-empty
-/// is only noted as owed, until the queue reaches `handOverLimit`: then it is given at once, so
-/// bulk transfers keep both threads (both cores) busy. Used by one thread at a time (the one
-/// holding the lock of the hop it belongs to).
-public final class HeldWake: @unchecked Sendable {
-    /// Below this many queued bytes a wake may be held back.
-    public static let handOverLimit = 16 * 1024
-
-    private let wake: WakeFD?
-    private var isHeld = false
-    /// Whether a wake was held back and not yet given or taken.
-    public private(set) var isOwed = false
-
-    init(_ wake: WakeFD?) { self.wake = wake }
-
-    /// Holds back the wakes that follow.
-    public func hold() { isHeld = true }
-
-    /// Stops holding; gives the wake if one is owed.
-    public func release() {
-        isHeld = false
-        if isOwed { isOwed = false; wake?.signal() }
-    }
-
-    /// Whether a wake was owed, clearing it: the caller did the other thread's work itself.
-    public func takeOwed() -> Bool {
-        defer { isOwed = false }
-        return isOwed
-    }
-
+/// Told whenever a transport queue got bytes: decides whether (and when) to wake the thread that
+/// empties it. The transport calls it from libssh2's SEND callback (outbox) and from `deliver`
+/// (inbox), on the thread that produced the bytes. The engine's hand-over policy plugs in here.
+public protocol QueueWaker: AnyObject {
     /// The queue got bytes: it was empty before, and now holds `count`.
-    func queued(wasEmpty: Bool, count: Int) {
-        guard isHeld else {
-            if wasEmpty { wake?.signal() }
-            return
-        }
-        if wasEmpty { isOwed = true }
-        if isOwed && count >= Self.handOverLimit {
-            isOwed = false
-            wake?.signal()
-        }
+    func queued(wasEmpty: Bool, count: Int)
+}
+
+/// The plain policy: wake the consumer when the queue was empty before (it may be asleep).
+public final class WakeWhenEmpty: QueueWaker, @unchecked Sendable {
+    private let wake: WakeFD?
+
+    public init(_ wake: WakeFD?) { self.wake = wake }
+
+    public func queued(wasEmpty: Bool, count: Int) {
+        if wasEmpty { wake?.signal() }
     }
 }

@@ -74,7 +74,7 @@ final class TunnelBufferTests: XCTestCase {
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
         defer { close(fds[0]); close(fds[1]) }
-        let transport = SessionTransport(tcpSocket: fds[1])
+        let transport = SessionTransport(tcpSocket: fds[1], outboxHighWater: 512 << 10, readAheadSize: 256 << 10)
         let payload = (0..<40_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         XCTAssertEqual(payload.withUnsafeBytes { send(fds[0], $0.baseAddress, $0.count, 0) }, 40_000)
         var abstract: UnsafeMutableRawPointer? = Unmanaged.passUnretained(transport).toOpaque()
@@ -111,7 +111,7 @@ final class TunnelBufferTests: XCTestCase {
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
         defer { close(fds[0]); close(fds[1]) }
         XCTAssertEqual(fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK), 0)
-        let transport = SessionTransport(tcpSocket: fds[1])
+        let transport = SessionTransport(tcpSocket: fds[1], outboxHighWater: 512 << 10, readAheadSize: 256 << 10)
         transport.waitAfterShortRead = true
         var abstract: UnsafeMutableRawPointer? = Unmanaged.passUnretained(transport).toOpaque()
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 16384, alignment: 16)

@@ -27,20 +27,20 @@ public final class ContainerSessionRunner: SSHSessionRunner, @unchecked Sendable
             }
             // The bounded checker reads the key before libssh2 opens the path itself: a directory,
             // FIFO, device or huge file stops here (a missing one leaves the agent to try).
-            var keyBytes = Data()
-            do { keyBytes = try LocalFileSystem().read(identityFile, as: .privateKey) } catch let error as FileSystemError {
+            do { _ = try LocalFileSystem().read(identityFile, as: .privateKey) } catch let error as FileSystemError {
                 if case .io = error {} else {
                     throw IDEError.sessionLogin(name: sessionName, user: user, identityFile: identityFile, why: error.reason)
                 }
             }
-            let encrypted = (try? OpenSSHKeyFile.inspect(keyBytes))?.isEncrypted ?? false
             // The key first (the Host block has IdentitiesOnly); an agent may hold it when it is encrypted.
             let hop = TunnelHop(host: "127.0.0.1", port: Int(port), user: user,
                                 credentials: [.keyFile(path: identityFile, passphrase: nil), .agent(socketPath: nil)],
                                 label: "container")
-            if let failure = HopLogin.tryCredentials(session, hop: hop, passphrase: { path in
-                encrypted && prompter.isInteractive ? prompter.secret("Enter passphrase for key '\(path)': ") : nil
-            }) {
+            let failure: HopAuthenticator.Failure?
+            do { failure = try HopAuthenticator(hop: hop, prompter: prompter, allowsPassword: false).logIn(session) } catch {
+                throw IDEError.sessionLogin(name: sessionName, user: user, identityFile: identityFile, why: "\(error)")
+            }
+            if let failure {
                 throw IDEError.sessionLogin(name: sessionName, user: user, identityFile: identityFile, why: failure.lastError)
             }
         } catch {

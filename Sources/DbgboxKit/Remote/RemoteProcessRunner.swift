@@ -3,83 +3,38 @@ import SSH
 
 /// Runs argv arrays on the node, as exec channels over the libssh2 chain (laptop → login → node).
 ///
-/// The chain is opened once and kept for the command's lifetime: an in-process `Tunnel` whose
-/// target is the node's own sshd (as the node reaches itself: the node hop's resolved address),
-/// on an ephemeral 127.0.0.1 port, and one blocking `SSHSession` through it, whose host key is
-/// checked with the node hop's policy and which authenticates with the node hop's credentials.
-/// Each argv becomes one exec channel on that session (shell-quoted into the one command string an
-/// exec request carries).
-///
-/// Why a session on top of the chain rather than exec channels on the engine's own node session:
-/// that session belongs to the engine's forwarding thread (libssh2 sessions are single-threaded),
-/// and the engine has no API to run a channel on it. The extra layer costs one handshake (~tens of
-/// ms) and carries only control traffic and the Dockerfile.
+/// The chain is opened once and kept for the command's lifetime: an in-process `Tunnel` without a
+/// listener, whose hops' host keys are checked with the plan's policy. Each argv becomes one exec
+/// channel (shell-quoted into the one command string an exec request carries) on the engine's own
+/// node session (`Tunnel.openNodeChannel`): one login session, one node session, no third.
 public final class RemoteProcessRunner: SSHSessionRunner, @unchecked Sendable {
     public let plan: TunnelPlan
-    private let tunnel: Tunnel
-    private let delegate: RemoteTunnelDelegate
-    private let finished: DispatchSemaphore
+    private let engine: EngineExecChannels
 
     /// "node HOST:PORT", for messages.
     public var nodeName: String { "\(plan.node.hop.label) \(plan.node.hop.endpoint)" }
 
-    /// Opens the chain and the node session. Throws one-line errors naming the hop that failed.
+    /// Opens the chain. Throws one-line errors naming the hop that failed.
     public init(plan: TunnelPlan, checker: HostKeyChecker) throws {
         var configuration = plan.configuration
-        configuration.targetHost = plan.node.hop.host
-        configuration.targetPort = plan.node.hop.port
-        configuration.bindAddress = "127.0.0.1"
-        configuration.localPort = 0
+        configuration.listens = false
         let delegate = RemoteTunnelDelegate(plan: plan, checker: checker)
         let tunnel = try Tunnel(configuration: configuration, delegate: delegate)
-        let finished = DispatchSemaphore(value: 0)
         try tunnel.start()
+        let finished = DispatchSemaphore(value: 0)
         let thread = Thread {
             tunnel.run()
             finished.signal()
         }
         thread.name = "dbgbox-remote-chain"
         thread.start()
-
-        let node = plan.node
-        let session: SSHSession
-        do {
-            session = try SSHSession(host: "127.0.0.1", port: UInt16(tunnel.localPort),
-                                     timeout: configuration.connectTimeout)
-        } catch {
-            tunnel.stop()
-            _ = finished.wait(timeout: .now() + 5)
-            throw RemoteError.connect(node: "\(node.hop.label) \(node.hop.endpoint)", why: "\(error)")
-        }
-        do {
-            guard let key = session.hostKey else {
-                throw RemoteError.connect(node: "\(node.hop.label) \(node.hop.endpoint)", why: "no host key presented")
-            }
-            do { try checker.check(node, key: key) } catch {
-                throw RemoteError.hostKey(node: "\(node.hop.label) \(node.hop.endpoint)", why: "\(error)")
-            }
-            try Self.authenticate(session, hop: node.hop)
-        } catch {
-            session.close()
-            tunnel.stop()
-            _ = finished.wait(timeout: .now() + 5)
-            throw error
-        }
         self.plan = plan
-        self.delegate = delegate
-        self.tunnel = tunnel
-        self.finished = finished
-        super.init(session: session)
+        engine = EngineExecChannels(tunnel: tunnel, delegate: delegate, finished: finished)
+        super.init(channels: engine)
     }
 
     // Here, not only in the superclass's deinit: `didClose` needs this class's properties.
     deinit { close() }
-
-    private static func authenticate(_ session: SSHSession, hop: TunnelHop) throws {
-        guard let failure = HopLogin.tryCredentials(session, hop: hop) else { return }
-        throw RemoteError.authentication(node: "\(hop.label) \(hop.endpoint)", user: hop.user,
-                                         tried: failure.tried, why: failure.lastError)
-    }
 
     override func sessionError(_ argv: [String], _ error: Error?) -> Error {
         guard let error else { return RemoteError.closed }
@@ -92,9 +47,37 @@ public final class RemoteProcessRunner: SSHSessionRunner, @unchecked Sendable {
             throw RemoteError.notFound(node: nodeName, program: name)
         }
     }
+}
 
-    /// Ends the chain too.
-    override func didClose() {
+/// Exec channels on a running `Tunnel`'s node session; `close` stops the tunnel.
+final class EngineExecChannels: ExecChannels, @unchecked Sendable {
+    private let tunnel: Tunnel
+    /// Kept for the tunnel's life (the tunnel holds it weakly).
+    private let delegate: RemoteTunnelDelegate
+    private let finished: DispatchSemaphore
+
+    init(tunnel: Tunnel, delegate: RemoteTunnelDelegate, finished: DispatchSemaphore) {
+        self.tunnel = tunnel
+        self.delegate = delegate
+        self.finished = finished
+    }
+
+    func exec(_ command: String, input: Data?, onStdout: (Data) -> Void, onStderr: (Data) -> Void) throws -> SSHExecStatus {
+        let channel = try tunnel.openNodeChannel(.exec(command: command))
+        if let input { channel.write(input) }
+        channel.closeInput()
+        while true {
+            switch channel.next() {
+            case .stdout(let data)?: onStdout(data)
+            case .stderr(let data)?: onStderr(data)
+            case .closed(let status)?: return status ?? SSHExecStatus(code: -1)
+            case .failed(let why)?: throw DbgboxError(why)
+            case nil: continue
+            }
+        }
+    }
+
+    func close() {
         tunnel.stop()
         _ = finished.wait(timeout: .now() + 5)
     }

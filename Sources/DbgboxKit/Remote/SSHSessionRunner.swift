@@ -1,17 +1,36 @@
 import Foundation
 import SSH
 
-/// Runs argv arrays over one logged-in blocking `SSHSession`: each argv is one exec channel
-/// (shell-quoted into the one command string an exec request carries), one at a time. Subclasses
-/// open the session (`RemoteProcessRunner`: to the node through the chain; `ContainerSessionRunner`:
+/// Where a runner's exec channels open: a logged-in blocking `SSHSession`, or the tunnel engine's
+/// node session (`NodeChannel`).
+protocol ExecChannels: AnyObject {
+    /// Runs `command` in one exec channel: `input` to its stdin (then EOF), its output to the
+    /// closures as it arrives; returns how it ended.
+    func exec(_ command: String, input: Data?, onStdout: (Data) -> Void, onStderr: (Data) -> Void) throws -> SSHExecStatus
+    func close()
+}
+
+extension SSHSession: ExecChannels {
+    func exec(_ command: String, input: Data?, onStdout: (Data) -> Void, onStderr: (Data) -> Void) throws -> SSHExecStatus {
+        try execStreaming(command, input: input, onStdout: onStdout, onStderr: onStderr)
+    }
+}
+
+/// Runs argv arrays as exec channels: each argv is one channel (shell-quoted into the one command
+/// string an exec request carries), one at a time. Subclasses open the channels' session
+/// (`RemoteProcessRunner`: the engine's node session; `ContainerSessionRunner`: a blocking session
 /// into a session's container through its tunnel) and say how failures read.
 public class SSHSessionRunner: ProcessRunner, @unchecked Sendable {
-    let session: SSHSession
+    let channels: ExecChannels
     private let lock = NSLock()
     private var closed = false
 
     init(session: SSHSession) {
-        self.session = session
+        self.channels = session
+    }
+
+    init(channels: ExecChannels) {
+        self.channels = channels
     }
 
     deinit { close() }
@@ -42,7 +61,7 @@ public class SSHSessionRunner: ProcessRunner, @unchecked Sendable {
         var err = Data()
         let status: SSHExecStatus
         do {
-            status = try session.execStreaming(shellQuote(argv), input: input,
+            status = try channels.exec(shellQuote(argv), input: input,
                                                onStdout: { out.append($0); sink?.write($0) },
                                                onStderr: { err.append($0); sink?.write($0) })
         } catch {
@@ -60,7 +79,7 @@ public class SSHSessionRunner: ProcessRunner, @unchecked Sendable {
         closed = true
         lock.unlock()
         guard !wasClosed else { return }
-        session.close()
+        channels.close()
         didClose()
     }
 }

@@ -7,7 +7,7 @@ import Glibc
 /// Thread 1, the login hop: owns the TCP socket, the login session and the carrier channel.
 /// Moves carrier reads into the node transport's inbox and the node transport's outbox into the
 /// carrier, flushes the TCP outbox, sends keepalives. Stops on failure or `requestStop`.
-final class LoginPump: @unchecked Sendable {
+final class LoginPump: HandOverHop, @unchecked Sendable {
     let session: NonBlockingSSHSession
     let carrier: SSHChannel
     let node: SessionTransport
@@ -15,6 +15,8 @@ final class LoginPump: @unchecked Sendable {
     /// Wakes the node thread (its control fd).
     let nodeWake: WakeFD
     let isExec: Bool
+    /// Who does which hop's passes (see `HandOverCoordinator`).
+    let coordinator: HandOverCoordinator
 
     private let lock = NSLock()
     private var stopRequested = false
@@ -24,18 +26,16 @@ final class LoginPump: @unchecked Sendable {
     private var stderrTail = Data()
     private let done = DispatchSemaphore(value: 0)
 
-    static let readSize = 256 * 1024
-    /// What one carrier read may take from the socket (`SessionTransport.withReadAllowance`): the node
-    /// thread starts on each slice while this one decrypts the next.
-    static let readSlice = 64 * 1024
-
-    init(session: NonBlockingSSHSession, carrier: SSHChannel, node: SessionTransport, wake: WakeFD, nodeWake: WakeFD, isExec: Bool) {
+    init(session: NonBlockingSSHSession, carrier: SSHChannel, node: SessionTransport, wake: WakeFD, nodeWake: WakeFD, isExec: Bool,
+         coordinator: HandOverCoordinator) {
         self.session = session
         self.carrier = carrier
         self.node = node
         self.wake = wake
         self.nodeWake = nodeWake
         self.isExec = isExec
+        self.coordinator = coordinator
+        coordinator.attach(login: self)
     }
 
     /// Why the pump ended (nil while running or after a requested stop).
@@ -72,15 +72,8 @@ final class LoginPump: @unchecked Sendable {
 
     // MARK: the loop and its passes
 
-    /// Held by whoever works on the login hop (see `HopLock`).
-    let hopLock = HopLock()
-    /// The node hop, once forwarding runs: its passes may be done here (set under `hopLock`).
-    weak var forwarder: NodeForwarder?
-    /// Counts the passes either thread does for the other.
-    var handOvers: HandOverCounter?
-
-    private let buffer = UnsafeMutableRawPointer.allocate(byteCount: LoginPump.readSize, alignment: 16)
-    private let staged = UnsafeMutableRawPointer.allocate(byteCount: LoginPump.readSize, alignment: 16)
+    private let buffer = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.carrierReadSize, alignment: 16)
+    private let staged = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.carrierReadSize, alignment: 16)
     private var stagedPos = 0
     private var stagedLen = 0
     private var stopDeadline: Double?
@@ -110,34 +103,26 @@ final class LoginPump: @unchecked Sendable {
     /// The pump loop; returns the failure reason, or nil after a requested stop.
     private func loop() -> String? {
         let tcp = session.transport
-        let signal = node.inboxSignal
         // A short recv emptied the socket: wait for poll rather than ask it again (the pass
         // tells the transport when poll finds it readable).
         tcp.waitAfterShortRead = true
-        hopLock.lock()
+        coordinator.lock(.login)
         defer {
             ended = true
-            signal.release()
-            hopLock.unlock()
+            coordinator.finish(.login)
         }
         // What the last poll found readable (everything, before the first).
         var wakeReadable = true
         var socketReadable = true
         while true {
             if let failure = pendingFailure { return failure }
-            signal.hold()
+            coordinator.holdWake(from: .login)
             if let end = pass(wakeReadable: wakeReadable, socketReadable: socketReadable, foreign: false) { return end.reason }
             // Hand the node hop what this pass brought it, doing its pass here while its thread
             // sleeps; its answer (a window adjust, the next request) may come back to this hop.
-            var rounds = 0
-            while signal.isOwed, rounds < 3, let forwarder {
-                rounds += 1
-                guard case .ran(let owesBack) = forwarder.runForeignPass() else { break }
-                _ = signal.takeOwed()
-                guard owesBack else { break }
-                if let end = pass(wakeReadable: false, socketReadable: false, foreign: false) { return end.reason }
+            if let end = coordinator.handOver(from: .login, passAgain: { pass(wakeReadable: false, socketReadable: false, foreign: false) }) {
+                return end.reason
             }
-            signal.release()
 
             let plan = makePlan()
             parkedPlan = plan
@@ -148,10 +133,10 @@ final class LoginPump: @unchecked Sendable {
             var timeout: Int32 = nextKeepalive > 0 ? Int32(nextKeepalive * 1000) : -1
             if stopDeadline != nil { timeout = 50 }
             if plan.immediate { timeout = 0 }
-            hopLock.unlock()
+            coordinator.unlock(.login)
             let rc = poll(&fds, 2, timeout)
             let pollErrno = errno
-            hopLock.lock()
+            coordinator.lock(.login)
             parkedPlan = nil
             wakeReadable = rc < 0 || fds[1].revents != 0
             socketReadable = rc < 0 || fds[0].events & Int16(POLLIN) == 0 || fds[0].revents != 0
@@ -165,26 +150,19 @@ final class LoginPump: @unchecked Sendable {
         }
     }
 
-    /// A pass of this hop done by the node hop's thread (which holds the node hop's lock): moves
-    /// the node session's queued output into the carrier and out to the socket, and hands on what
-    /// libssh2 already holds for the node. It reads nothing from the socket (the hop's thread
-    /// polls it) and wakes the hop's thread when what it should wait for changed.
-    func runForeignPass() -> ForeignPass {
-        guard hopLock.tryLock() else { return .busy }
-        defer { hopLock.unlock() }
-        if ended || stopDeadline != nil || pendingFailure != nil || lock.withLock({ stopRequested }) { return .busy }
-        handOvers?.add()
-        let signal = node.inboxSignal
-        signal.hold()
+    /// A pass of this hop done by the node hop's thread (`HandOverCoordinator`): moves the node
+    /// session's queued output into the carrier and out to the socket, and hands on what libssh2
+    /// already holds for the node. It reads nothing from the socket (the hop's thread polls it)
+    /// and wakes the hop's thread when what it should wait for changed.
+    func foreignPass() -> Bool {
+        if ended || stopDeadline != nil || pendingFailure != nil || lock.withLock({ stopRequested }) { return false }
         if let end = pass(wakeReadable: false, socketReadable: false, foreign: true) {
             pendingFailure = end.reason ?? "stopped"
             wake.signal()
         } else if makePlan() != parkedPlan {
             wake.signal()
         }
-        let owes = signal.takeOwed()
-        signal.release()
-        return .ran(owesBack: owes)
+        return true
     }
 
     private struct End { var reason: String? }
@@ -195,7 +173,7 @@ final class LoginPump: @unchecked Sendable {
         let tcp = session.transport
         if wakeReadable { wake.drain() }
         if socketReadable { tcp.socketReadable() }
-        if !foreign && stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + 1 }
+        if !foreign && stopDeadline == nil && lock.withLock({ stopRequested }) { stopDeadline = monotonicNow() + FlowPolicy.stopGrace }
 
         // Carrier → node inbox, while the node side keeps up.
         // When the last poll did not find the socket readable, only what libssh2 already
@@ -204,7 +182,7 @@ final class LoginPump: @unchecked Sendable {
         // Bytes already read ahead from the socket count as readable (`hasReadAhead`).
         var socketDrained = !socketReadable && !tcp.hasReadAhead
         while !node.inbox.isAboveHighWater {
-            let n = tcp.withReadAllowance(socketDrained ? 0 : Self.readSlice) { carrier.read(into: buffer, count: Self.readSize) }
+            let n = tcp.withReadAllowance(socketDrained ? 0 : FlowPolicy.carrierReadSlice) { carrier.read(into: buffer, count: FlowPolicy.carrierReadSize) }
             if tcp.sawWouldBlock { socketDrained = true }
             if n > 0 { node.deliver(buffer, count: n); continue }
             if n == Int(NonBlockingSSHSession.again) {
@@ -222,7 +200,7 @@ final class LoginPump: @unchecked Sendable {
         }
         // The socket said EAGAIN just now: the writes below need not ask it again. The bound
         // ends with them (`withReadAllowance`).
-        if let end = tcp.withReadAllowance(socketDrained ? 0 : Self.readSlice, { moveOut() }) { return end }
+        if let end = tcp.withReadAllowance(socketDrained ? 0 : FlowPolicy.carrierReadSlice, { moveOut() }) { return end }
 
         nextKeepalive = -1
         do {
@@ -252,10 +230,10 @@ final class LoginPump: @unchecked Sendable {
         if isExec {
             // Drain ssh -W's stderr: it shares the window, and it explains failures.
             while true {
-                let n = carrier.read(into: buffer, count: Self.readSize, stream: 1)
+                let n = carrier.read(into: buffer, count: FlowPolicy.carrierReadSize, stream: 1)
                 if n <= 0 { break }
                 stderrTail.append(buffer.assumingMemoryBound(to: UInt8.self), count: n)
-                if stderrTail.count > 2048 { stderrTail = stderrTail.suffix(1024) }
+                if stderrTail.count > FlowPolicy.stderrLimit { stderrTail = stderrTail.suffix(FlowPolicy.stderrKeep) }
             }
         }
 
@@ -263,7 +241,7 @@ final class LoginPump: @unchecked Sendable {
         windowBlocked = false
         while true {
             if stagedPos == stagedLen {
-                let (n, resumed) = node.outbox.take(into: staged, max: Self.readSize)
+                let (n, resumed) = node.outbox.take(into: staged, max: FlowPolicy.carrierReadSize)
                 if resumed { nodeWake.signal() }
                 stagedPos = 0
                 stagedLen = n

@@ -12,7 +12,7 @@ final class ForwardedConnection {
     let peer: String
     var channel: SSHChannel?
     /// Our receive window for the channel, chosen when its open starts.
-    var window = NodeForwarder.channelWindow
+    var window = FlowPolicy.channelWindow
     /// Client → channel bytes read but not yet written.
     var up = ChunkBuffer()
     var upEOF = false
@@ -92,7 +92,10 @@ struct ChunkBuffer {
 }
 
 /// Thread 2, the node hop: owns the node session (over the carrier), the accepted client sockets
-/// and their channels. `run()` returns when the hop dies or `stop` is requested.
+/// and their channels, and the channels other threads asked for (`NodeChannel`, served by
+/// `ChannelJob`s under the same rules). `run()` returns when the hop dies or `stop` is requested.
+/// Its passes: `ownPass` on its own thread (accept, retire, report), `movePass` on either thread
+/// (see `HandOverCoordinator`; tuning: `FlowPolicy`).
 ///
 /// The rules that keep one connection's bad day its own (issue 11; libssh2 1.10 keeps a call's
 /// progress in session and channel state, so a call abandoned after EAGAIN breaks later ones):
@@ -104,15 +107,19 @@ struct ChunkBuffer {
 ///   other call must be able to read the transport to its end (the node-hop-down defect came from a
 ///   bound that outlived its read).
 /// - A channel the peer closed ends its connection once the client has what came before the close;
-///   its later bytes have nowhere to go (the peer never opens the window again).
-final class NodeForwarder {
+///   its later bytes have nowhere to go (the peer never opens the window again). A `NodeChannel`
+///   likewise ends (`.closed`, with the command's exit status) once its caller has its output.
+final class NodeForwarder: HandOverHop {
     enum End {
         case stopped
         case failed(TunnelHopRole, String)
     }
 
     let session: NonBlockingSSHSession
+    /// The login hop, read for its state only (whether it ended, and why).
     let pump: LoginPump
+    /// Who does which hop's passes (see `HandOverCoordinator`).
+    let coordinator: HandOverCoordinator
     let listener: Int32
     let control: WakeFD
     let openMessage: [UInt8]
@@ -122,45 +129,31 @@ final class NodeForwarder {
     let nextID: () -> Int
 
     private var connections: [ForwardedConnection] = []
-    /// The connection whose channel open is in progress (one at a time per session).
-    private var opening: ForwardedConnection?
+    /// The channel whose open is in progress (one at a time per session): a connection's, or a
+    /// `NodeChannel`'s (which stays here until its exec request is answered too).
+    private var opening: Opening?
+    private enum Opening {
+        case connection(ForwardedConnection)
+        case job(ChannelJob)
+    }
+    /// The `NodeChannel`s being served (see `ChannelJob`).
+    private var jobs: [ChannelJob] = []
+    /// `NodeChannel`s submitted by other threads, not yet taken (under `submitLock`).
+    private var submitted: [NodeChannel] = []
+    private var acceptsJobs = true
+    private let submitLock = NSLock()
     /// Channels whose free said EAGAIN (waiting for the node's CLOSE).
     private var closing: [SSHChannel] = []
     /// Every connection's reads land here first (see `ChunkBuffer`).
-    private let upScratch = UnsafeMutableRawPointer.allocate(byteCount: NodeForwarder.upChunk, alignment: 16)
-    private let downScratch = UnsafeMutableRawPointer.allocate(byteCount: NodeForwarder.downChunk, alignment: 16)
+    private let upScratch = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.upChunk, alignment: 16)
+    private let downScratch = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.downChunk, alignment: 16)
 
-    /// Our receive window for each direct-tcpip channel, chosen at open. libssh2 keeps up to a
-    /// window of decrypted data per channel that the client has not taken yet, so the windows are
-    /// the tunnel's memory bound.
-    ///
-    /// The first connections get 4 MiB: *more* than the carrier's window (`Tunnel.carrierWindow`),
-    /// so that the login host's reading, not the node sshd's writing, paces a download. The node
-    /// sshd then always has data queued on its TCP connection to the login host and TCP's own flow
-    /// control smooths it. The other way round (a window smaller than the carrier's) the node sshd
-    /// writes in bursts as each window adjust arrives, its connection idles in between, and with
-    /// BBR (this machine's congestion control) that connection's pacing rate collapsed: measured
-    /// on the testbed, 1 MiB / 4 MiB gave 70-85 MiB/s, 4 MiB / 2 MiB 204-216 MiB/s
-    /// (scripts/bench.sh; with cubic both were fast). Once `manyChannels` are open each new one
-    /// gets 256 KiB: 64 streams share the path, each needs little, and together they stay within
-    /// a few MiB (RSS with 64 streams: scripts/bench.sh).
-    static let channelWindow: UInt32 = 4 << 20
-    static let manyChannelsWindow: UInt32 = 256 << 10
-    static let manyChannels = 2
-    static let channelPacket: UInt32 = 32 << 10
-    /// Client → channel reads: a multiple of what one channel_write sends (no small tail packets).
-    static let upChunk = 2 * SSHChannel.maxWrite
-    /// What one channel read may take from the inbox (`SessionTransport.withReadAllowance`): each read
-    /// hands its bytes to the client while the login thread decrypts on.
-    static let readSlice = 64 * 1024
-    /// Channel → client reads.
-    static let downChunk = 64 * 1024
-
-    init(session: NonBlockingSSHSession, pump: LoginPump, listener: Int32, control: WakeFD, openMessage: [UInt8],
+    init(session: NonBlockingSSHSession, pump: LoginPump, coordinator: HandOverCoordinator, listener: Int32, control: WakeFD, openMessage: [UInt8],
          shouldStop: @escaping () -> Bool, report: @escaping (TunnelEvent) -> Void,
          publish: @escaping (Int, Int, UInt64, UInt64) -> Void, nextID: @escaping () -> Int) {
         self.session = session
         self.pump = pump
+        self.coordinator = coordinator
         self.listener = listener
         self.control = control
         self.openMessage = openMessage
@@ -188,8 +181,6 @@ final class NodeForwarder {
 
     // MARK: the loop and its passes
 
-    /// Held by whoever works on the node hop (see `HopLock`).
-    let hopLock = HopLock()
     /// Connections accepted since the last `publish`.
     private var newConnections = 0
     /// Events of passes done on the login thread, reported by this hop's thread.
@@ -215,28 +206,24 @@ final class NodeForwarder {
     }
 
     func run() -> End {
-        let signal = transport.outboxSignal
-        hopLock.lock()
+        coordinator.lock(.node)
         defer {
             ended = true
-            signal.release()
-            hopLock.unlock()
+            let left = submitLock.withLock {
+                acceptsJobs = false
+                defer { submitted.removeAll() }
+                return submitted
+            }
+            for handle in left { handle.deliver(.failed("the node hop went down")) }
+            coordinator.finish(.node)
         }
         var ready = Ready()
         while true {
-            signal.hold()
-            if let end = pass(ready, foreign: false) { return end }
+            coordinator.holdWake(from: .node)
+            if let end = ownPass(ready) { return end }
             // Hand the login hop what this pass queued for it, doing its pass here while its
             // thread sleeps; what that brings back for this hop is done here too.
-            var rounds = 0
-            while signal.isOwed, rounds < 3 {
-                rounds += 1
-                guard case .ran(let owesBack) = pump.runForeignPass() else { break }
-                _ = signal.takeOwed()
-                guard owesBack else { break }
-                if let end = pass(.none, foreign: false) { return end }
-            }
-            signal.release()
+            if let end = coordinator.handOver(from: .node, passAgain: { ownPass(.none) }) { return end }
 
             // Sleep until something can move.
             let plan = makePlan()
@@ -249,10 +236,10 @@ final class NodeForwarder {
             for (fd, events) in zip(plan.clients, plan.events) { fds.append(pollfd(fd: fd, events: events, revents: 0)) }
             var timeout: Int32 = nextKeepalive > 0 ? Int32(nextKeepalive * 1000) : -1
             if plan.immediate { timeout = 0 }
-            hopLock.unlock()
+            coordinator.unlock(.node)
             let polled = poll(&fds, nfds_t(fds.count), timeout)
             let pollErrno = errno
-            hopLock.lock()
+            coordinator.lock(.node)
             parkedPlan = nil
             ready = polled < 0 ? Ready() : Ready(control: fds[0].revents != 0, inbox: fds[1].revents != 0, listener: fds[2].revents != 0)
             // The connections polled are still there (only this thread retires them), in order;
@@ -274,30 +261,24 @@ final class NodeForwarder {
         }
     }
 
-    /// A pass of this hop done by the login hop's thread (which holds the login hop's lock):
-    /// hands what came in to the connections, finishes channel opens, sends what clients wrote
-    /// earlier. It accepts nothing, retires nothing and reports through this hop's thread, and
-    /// it wakes that thread when what it should wait for changed.
-    func runForeignPass() -> ForeignPass {
-        guard hopLock.tryLock() else { return .busy }
-        defer { hopLock.unlock() }
-        if ended || pendingEnd != nil { return .busy }
-        pump.handOvers?.add()
-        let signal = transport.outboxSignal
-        signal.hold()
+    /// A pass of this hop done by the login hop's thread (`HandOverCoordinator`): hands what came
+    /// in to the connections, finishes channel opens, sends what clients wrote earlier
+    /// (`movePass`). It accepts nothing, retires nothing and reports through this hop's thread,
+    /// and it wakes that thread when what it should wait for changed.
+    func foreignPass() -> Bool {
+        // A stop is this hop's thread's to carry out (`ownPass`); control woke it already.
+        if ended || pendingEnd != nil || shouldStop() { return false }
         inForeignPass = true
-        let end = pass(.none, foreign: true)
+        let end = movePass()
         inForeignPass = false
         if let end {
-            pendingEnd = end
+            pendingEnd = end.end
             control.signal()
         } else if !deferredEvents.isEmpty || connections.contains(where: { $0.isDone }) || !transport.inbox.isEmpty
                     || makePlan() != parkedPlan {
             control.signal()
         }
-        let owes = signal.takeOwed()
-        signal.release()
-        return .ran(owesBack: owes)
+        return true
     }
 
     /// Reports an event now, or through this hop's thread when on the other one.
@@ -305,31 +286,27 @@ final class NodeForwarder {
         if inForeignPass { deferredEvents.append(event) } else { report(event) }
     }
 
-    /// One pass: accept, open channels, move bytes, retire, keepalive. Returns non-nil when the
-    /// loop must end. `foreign`: done on the login thread (see `runForeignPass`).
-    private func pass(_ ready: Ready, foreign: Bool) -> End? {
-        if !foreign {
-            if !deferredEvents.isEmpty {
-                let events = deferredEvents
-                deferredEvents.removeAll()
-                for event in events { report(event) }
-            }
-            if let pendingEnd {
-                if case .failed(let role, _) = pendingEnd { closeAll(reason: "\(role.rawValue) hop down") }
-                return pendingEnd
-            }
+    /// The hop's own pass, on its thread: reports what foreign passes deferred, ends on a stop or
+    /// a hop down, accepts, moves (`movePass`) and retires. Returns non-nil when the loop must end.
+    private func ownPass(_ ready: Ready) -> End? {
+        if !deferredEvents.isEmpty {
+            let events = deferredEvents
+            deferredEvents.removeAll()
+            for event in events { report(event) }
+        }
+        if let pendingEnd {
+            if case .failed(let role, _) = pendingEnd { closeAll(reason: "\(role.rawValue) hop down") }
+            return pendingEnd
         }
         // Only what the last poll said is readable (a read or accept that finds nothing is a
         // wasted system call on every pass; the first pass looks at everything).
         if ready.control { control.drain() }
         if ready.inbox { transport.inboxWake?.drain() }
         if shouldStop() {
-            if foreign { return nil }
             shutdown()
             return .stopped
         }
         if pump.finished {
-            if foreign { return nil }
             closeAll(reason: "login hop down")
             return .failed(.login, pump.failure ?? "the login hop ended")
         }
@@ -341,24 +318,69 @@ final class NodeForwarder {
             newConnections += 1
         }
 
+        switch movePass(retire: { connections.removeAll { c in
+            guard c.isDone else { return false }
+            finish(c)
+            return true
+        } }) {
+        case nil:
+            return nil
+        case .session(let end)?:
+            // Retire everything.
+            connections.removeAll { c in finish(c); return true }
+            return end
+        case .keepalive(let end)?:
+            closeAll(reason: "node hop down")
+            return end
+        }
+    }
+
+    /// How a `movePass` found the hop ending.
+    private enum PassFailure {
+        /// The session failed under a channel call.
+        case session(End)
+        /// Sending a keepalive failed.
+        case keepalive(End)
+
+        var end: End {
+            switch self {
+            case .session(let end), .keepalive(let end): return end
+            }
+        }
+    }
+
+    /// The part of a pass either thread may do: channel opens, frees, bytes both ways, counters,
+    /// keepalive. `retire` (the own pass's) runs after the bytes moved and before the counters
+    /// are published: retiring closes client fds, which only this hop's thread polls.
+    private func movePass(retire: () -> Void = {}) -> PassFailure? {
+        var up: UInt64 = 0
+        var down: UInt64 = 0
         interested = false
         var sessionFailure: String?
 
+        takeSubmitted()
         // Open channels one at a time.
         while sessionFailure == nil {
-            if opening == nil, let next = connections.first(where: { $0.channel == nil && $0.error == nil }) {
+            if opening == nil, let job = jobs.first(where: { $0.channel == nil && !$0.done }) {
+                opening = .job(job)
+            } else if opening == nil, let next = connections.first(where: { $0.channel == nil && $0.error == nil }) {
                 // Chosen once: a retried open must repeat the same call.
                 let open = connections.reduce(0) { $0 + ($1.channel != nil ? 1 : 0) }
-                next.window = open >= Self.manyChannels ? Self.manyChannelsWindow : Self.channelWindow
-                opening = next
+                next.window = open >= FlowPolicy.manyChannels ? FlowPolicy.manyChannelsWindow : FlowPolicy.channelWindow
+                opening = .connection(next)
             }
-            guard let c = opening else { break }
+            guard let next = opening else { break }
+            guard case .connection(let c) = next else {
+                if case .job(let job) = next { sessionFailure = openJob(job) }
+                if interested { break }
+                continue
+            }
             // A fresh slice for each attempt (`withReadAllowance`): the open reads on while data
             // for other channels streams in, at most a slice at a time (filed for them, not
             // piled up in libssh2), and never with a bound left over from another call.
-            let attempt = transport.withReadAllowance(Self.readSlice) {
+            let attempt = transport.withReadAllowance(FlowPolicy.channelReadSlice) {
                 session.tryOpenChannel(type: DirectTCPIP.channelType, window: c.window,
-                                       packetSize: Self.channelPacket, message: openMessage)
+                                       packetSize: FlowPolicy.channelPacket, message: openMessage)
             }
             switch attempt {
             case .opened(let channel):
@@ -386,8 +408,6 @@ final class NodeForwarder {
         }
 
         // Move bytes.
-        var up: UInt64 = 0
-        var down: UInt64 = 0
         moreBuffered = false
         drainedAt = .max
         if sessionFailure == nil {
@@ -398,32 +418,28 @@ final class NodeForwarder {
                 }
             }
         }
+        if sessionFailure == nil && !jobs.isEmpty {
+            for job in jobs where job.channel != nil && !job.done {
+                if let failure = pumpJob(job) {
+                    sessionFailure = failure
+                    break
+                }
+            }
+            jobs.removeAll { $0.done }
+        }
 
         if let sessionFailure {
-            let end = End.failed(pump.finished ? .login : .node, pump.finished ? (pump.failure ?? sessionFailure) : sessionFailure)
             publish(0, newConnections, up, down)
             newConnections = 0
-            if foreign { return end }
-            // Retire everything.
-            connections.removeAll { c in finish(c); return true }
-            return end
+            return .session(.failed(pump.finished ? .login : .node, pump.finished ? (pump.failure ?? sessionFailure) : sessionFailure))
         }
-        // Retire finished connections (this hop's thread only: it polls their fds).
-        if !foreign {
-            connections.removeAll { c in
-                guard c.isDone else { return false }
-                finish(c)
-                return true
-            }
-        }
+        retire()
         publish(connections.count, newConnections, up, down)
         newConnections = 0
 
         nextKeepalive = -1
         do { nextKeepalive = try session.sendKeepalive() } catch {
-            if foreign { return .failed(.node, "\(error)") }
-            closeAll(reason: "node hop down")
-            return .failed(.node, "\(error)")
+            return .keepalive(.failed(.node, "\(error)"))
         }
         return nil
     }
@@ -461,12 +477,12 @@ final class NodeForwarder {
         }
         // Client → channel.
         var rounds = 0
-        while !c.peerClosed && rounds < 4 && !transport.outbox.isAboveHighWater {
+        while !c.peerClosed && rounds < FlowPolicy.roundsPerConnection && !transport.outbox.isAboveHighWater {
             rounds += 1
             if c.up.isEmpty && !c.upEOF && c.clientReadable {
-                let n = Glibc.recv(c.fd, c.up.space(upScratch), Self.upChunk, 0)
+                let n = Glibc.recv(c.fd, c.up.space(upScratch), FlowPolicy.upChunk, 0)
                 // A short read took all there was.
-                if n < Self.upChunk { c.clientReadable = false }
+                if n < FlowPolicy.upChunk { c.clientReadable = false }
                 if n > 0 { c.up.filled(n) } else if n == 0 { c.upEOF = true } else {
                     let e = errno
                     if e != EAGAIN && e != EWOULDBLOCK && e != EINTR { c.upEOF = true; c.error = String(cString: strerror(e)); return nil }
@@ -492,13 +508,13 @@ final class NodeForwarder {
         // rounds run out while data flows, ask for another pass at once.
         rounds = 0
         while true {
-            if rounds == 4 { if c.down.isEmpty && !c.downEOF { moreBuffered = true }; break }
+            if rounds == FlowPolicy.roundsPerConnection { if c.down.isEmpty && !c.downEOF { moreBuffered = true }; break }
             rounds += 1
             if c.down.isEmpty && !c.downEOF {
                 // The slice bounds this read only (`withReadAllowance`): the opens, frees and
                 // writes that follow must read the transport to its end.
                 let space = c.down.space(downScratch)
-                let n = transport.withReadAllowance(Self.readSlice) { channel.read(into: space, count: Self.downChunk) }
+                let n = transport.withReadAllowance(FlowPolicy.channelReadSlice) { channel.read(into: space, count: FlowPolicy.downChunk) }
                 if n > 0 { c.down.filled(n) } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
                     if channel.isEOF { c.downEOF = true } else if transport.allowanceSpent {
                         // Input held back by the slice: this channel may have more behind it.
@@ -530,7 +546,7 @@ final class NodeForwarder {
         // sshd closes the channel and never opens its window again, so the client's bytes would
         // wait for ever. As OpenSSH's client does, end the connection once the close arrived
         // (checked after the reads above, which may have filed the close with the EOF).
-        if c.downEOF && !c.peerClosed && !c.upEOF && transport.withReadAllowance(Self.readSlice, { channel.isClosedByPeer }) {
+        if c.downEOF && !c.peerClosed && !c.upEOF && transport.withReadAllowance(FlowPolicy.channelReadSlice, { channel.isClosedByPeer }) {
             c.peerClosed = true
             c.upEOF = true
             c.up.clear()
@@ -572,7 +588,7 @@ final class NodeForwarder {
             c.channel = nil
             report(.connectionClosed(id: c.id, bytesUp: c.bytesUp, bytesDown: c.bytesDown, error: c.error))
         }
-        if opening === c { opening = nil }
+        if case .connection(let o)? = opening, o === c { opening = nil }
         Glibc.close(c.fd)
         c.up.clear()
         c.down.clear()
@@ -580,6 +596,12 @@ final class NodeForwarder {
 
     /// Closes every client socket (the hop is gone: channels die with the session).
     func closeAll(reason: String) {
+        for job in jobs where !job.done {
+            job.done = true
+            job.channel = nil
+            job.handle.deliver(.failed(reason))
+        }
+        jobs.removeAll()
         for c in connections {
             if c.channel != nil, c.error == nil { c.error = reason }
             c.channel = nil
@@ -596,6 +618,183 @@ final class NodeForwarder {
     /// Requested stop: close channels politely, then every client socket.
     private func shutdown() {
         for c in connections { if let channel = c.channel { _ = channel.close() } }
+        for job in jobs { if let channel = job.channel { _ = channel.close() } }
         closeAll(reason: "tunnel stopped")
+    }
+}
+
+// MARK: channels for other threads (`NodeChannel`)
+
+/// One `NodeChannel` being served on the node session.
+final class ChannelJob {
+    let handle: NodeChannel
+    var channel: SSHChannel?
+    /// The exec request was answered (exec channels).
+    var started = false
+    /// Input taken from the handle that a write did not take yet (repeated as it is).
+    var pending: Data?
+    var eofSent = false
+    /// The peer sent EOF and everything before it was delivered.
+    var downEOF = false
+    var done = false
+
+    init(handle: NodeChannel) { self.handle = handle }
+
+    var channelType: String {
+        if case .exec = handle.kind { return "session" }
+        return DirectTCPIP.channelType
+    }
+
+    var openMessage: [UInt8] {
+        guard case .directTCPIP(let host, let port) = handle.kind else { return [] }
+        return DirectTCPIP.openMessage(host: host, port: UInt32(clamping: port), originatorHost: "127.0.0.1", originatorPort: 0)
+    }
+}
+
+extension NodeForwarder {
+    /// Takes a `NodeChannel` from another thread; false when the hop is ending (it never will be
+    /// served). Wakes the hop's thread.
+    func submit(_ handle: NodeChannel) -> Bool {
+        let taken = submitLock.withLock {
+            guard acceptsJobs else { return false }
+            submitted.append(handle)
+            return true
+        }
+        if taken { control.signal() }
+        return taken
+    }
+
+    fileprivate func takeSubmitted() {
+        let new = submitLock.withLock {
+            defer { submitted.removeAll() }
+            return submitted
+        }
+        for handle in new { jobs.append(ChannelJob(handle: handle)) }
+    }
+
+    /// One step of opening `job`'s channel (and, for exec, starting its command): every call that
+    /// said EAGAIN is repeated as it was (the job stays `opening`). Returns a session failure.
+    fileprivate func openJob(_ job: ChannelJob) -> String? {
+        if job.channel == nil {
+            let attempt = transport.withReadAllowance(FlowPolicy.channelReadSlice) {
+                session.tryOpenChannel(type: job.channelType, window: FlowPolicy.nodeChannelWindow,
+                                       packetSize: FlowPolicy.channelPacket, message: job.openMessage)
+            }
+            switch attempt {
+            case .opened(let channel):
+                job.channel = channel
+            case .wouldBlock:
+                interested = true
+                return nil
+            case .failed(let error):
+                opening = nil
+                if isSessionError(error.code) { return describe(error) }
+                job.done = true
+                job.handle.deliver(.failed("the node could not open the channel: \(error.message)"))
+                return nil
+            }
+        }
+        if case .exec(let command) = job.handle.kind, !job.started, let channel = job.channel {
+            let rc = transport.withReadAllowance(FlowPolicy.channelReadSlice) { channel.tryExec(command) }
+            if rc == NonBlockingSSHSession.again {
+                interested = true
+                return nil
+            }
+            if rc != 0 {
+                opening = nil
+                let error = session.lastError("libssh2_channel_process_startup", code: rc)
+                if isSessionError(rc) { return describe(error) }
+                retire(job, .failed("the node did not start the command: \(error.message)"))
+                return nil
+            }
+            job.started = true
+        }
+        opening = nil
+        return nil
+    }
+
+    /// Moves what can move for one `NodeChannel`: input into the channel (then EOF), output to the
+    /// handle while its caller keeps up, and its end once the peer closed. Returns a session failure.
+    fileprivate func pumpJob(_ job: ChannelJob) -> String? {
+        guard let channel = job.channel else { return nil }
+        if job.handle.isAbandoned {
+            _ = channel.close()
+            retire(job, .failed("closed"))
+            return nil
+        }
+        // Input; dropped once the peer sent EOF (the command ended without reading it all).
+        while !job.downEOF {
+            if job.pending == nil { job.pending = job.handle.takeInput(max: SSHChannel.maxWrite) }
+            guard let chunk = job.pending else { break }
+            let n = chunk.withUnsafeBytes { channel.write($0.baseAddress!, count: chunk.count) }
+            if n > 0 {
+                job.pending = n == chunk.count ? nil : Data(chunk.dropFirst(n))
+                continue
+            }
+            if n == 0 || n == Int(NonBlockingSSHSession.again) { interested = true; break }
+            if isSessionError(Int32(n)) { return describe(session.lastError("libssh2_channel_write_ex", code: Int32(n))) }
+            // The channel is closing: the input has nowhere to go.
+            job.pending = nil
+            job.downEOF = channel.isEOF
+            break
+        }
+        if !job.eofSent && !job.downEOF && job.pending == nil && job.handle.inputDone {
+            let rc = channel.sendEOF()
+            if rc == 0 { job.eofSent = true } else if rc == NonBlockingSSHSession.again { interested = true } else if isSessionError(rc) {
+                return describe(session.lastError("libssh2_channel_send_eof", code: rc))
+            } else {
+                job.eofSent = true
+            }
+        }
+        // Output: stdout and stderr, a slice per read, while the caller keeps up.
+        var rounds = 0
+        while !job.downEOF && !job.handle.outputFull {
+            if rounds == FlowPolicy.roundsPerConnection { moreBuffered = true; break }
+            rounds += 1
+            var progressed = false
+            for stream: Int32 in [0, 1] {
+                let n = transport.withReadAllowance(FlowPolicy.channelReadSlice) {
+                    channel.read(into: downScratch, count: FlowPolicy.downChunk, stream: stream)
+                }
+                if n > 0 {
+                    let data = Data(bytes: downScratch, count: n)
+                    job.handle.deliver(stream == 0 ? .stdout(data) : .stderr(data))
+                    progressed = true
+                } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
+                    if transport.allowanceSpent {
+                        interested = true
+                        moreBuffered = true
+                    } else {
+                        drainedAt = Swift.min(drainedAt, transport.received)
+                    }
+                } else if isSessionError(Int32(n)) {
+                    return describe(session.lastError("libssh2_channel_read_ex", code: Int32(n)))
+                } else {
+                    retire(job, .failed(session.lastError("libssh2_channel_read_ex", code: Int32(n)).message))
+                    return nil
+                }
+            }
+            // EOF counts once no data of either stream is left (libssh2_channel_eof says so).
+            if channel.isEOF { job.downEOF = true }
+            if !progressed { break }
+        }
+        if job.downEOF {
+            if transport.withReadAllowance(FlowPolicy.channelReadSlice, { channel.isClosedByPeer }) {
+                if case .exec = job.handle.kind { retire(job, .closed(channel.execStatus)) } else { retire(job, .closed(nil)) }
+            } else {
+                interested = true
+            }
+        } else if !job.handle.outputFull {
+            interested = true
+        }
+        return nil
+    }
+
+    /// Ends a job: tells its caller, frees its channel (finished later when the free says EAGAIN).
+    fileprivate func retire(_ job: ChannelJob, _ event: NodeChannel.Event) {
+        job.done = true
+        job.handle.deliver(event)
+        if let channel = job.channel, channel.free() == NonBlockingSSHSession.again { closing.append(channel) }
+        job.channel = nil
     }
 }

@@ -12,7 +12,7 @@ import Glibc
 /// Threads: the login hop (TCP socket, login session, carrier channel) runs on its own thread;
 /// the node hop (node session, listener, client sockets and their channels) runs on the thread
 /// that calls `run()`. They exchange bytes through two bounded, locked queues. While one hop's
-/// thread sleeps, the other may do that hop's pass itself for small messages (`HopLock`): one
+/// thread sleeps, the other may do that hop's pass itself for small messages (`HandOverCoordinator`): one
 /// thread wake-up per direction instead of two.
 ///
 /// Usage: `try start()` (binds, connects both hops once, throws a hop-naming `TunnelError`),
@@ -35,17 +35,6 @@ public final class Tunnel: @unchecked Sendable {
 
     /// The port the listener is bound to (useful with `localPort: 0`); 0 before `start()`.
     public private(set) var localPort: Int = 0
-
-    /// Our receive window on the carrier channel and its packet size. 2 MiB: what the login host
-    /// may send ahead (libssh2 holds it decrypted until read). Kept below the first channels'
-    /// window on purpose: see `NodeForwarder.channelWindow`.
-    static let carrierWindow: UInt32 = 2 << 20
-    static let carrierPacket: UInt32 = 32 << 10
-    /// What may wait between the two hop threads each way (the node transport's inbox and outbox)
-    /// before the producing thread holds back. 256 KiB: with 512 KiB the login thread read the
-    /// socket in longer bursts and left it longer unread, and downloads on the testbed ran slower
-    /// and less evenly (1 GiB, ten alternating runs each: median 126 vs 165 MiB/s).
-    static let queueHighWater = 256 << 10
 
     /// Throws only when the process has no file descriptor left for the tunnel's wake fd.
     public init(configuration: TunnelConfiguration, delegate: TunnelDelegate) throws {
@@ -74,18 +63,20 @@ public final class Tunnel: @unchecked Sendable {
         MemoryTuning.apply()
         let config = configuration
         do {
-            listener = try SocketIO.listen(address: config.bindAddress, port: UInt16(clamping: config.localPort))
+            if config.listens {
+                listener = try SocketIO.listen(address: config.bindAddress, port: UInt16(clamping: config.localPort))
+            }
         } catch let error as SocketIO.ListenError {
             let hint = error.errno == EADDRINUSE ? ": another program uses this port; choose another local port" : ""
             throw TunnelError(kind: .localPort, role: nil, hopName: nil,
                               detail: "cannot listen on \(config.bindAddress):\(config.localPort): \(error.message)\(hint)")
         }
-        localPort = Int(SocketIO.localPort(of: listener))
+        if listener >= 0 { localPort = Int(SocketIO.localPort(of: listener)) }
         do {
             let first = try connect(firstAttempt: true)
             lock.withLock { generation = first }
         } catch {
-            Glibc.close(listener)
+            if listener >= 0 { Glibc.close(listener) }
             listener = -1
             throw error
         }
@@ -129,6 +120,19 @@ public final class Tunnel: @unchecked Sendable {
             }
         }
         if listener >= 0 { Glibc.close(listener); listener = -1 }
+    }
+
+    /// Opens a channel on the node session from any thread: an exec channel for a remote command,
+    /// or a direct-tcpip channel from the node (see `NodeChannel`). The node hop's thread opens
+    /// and drives it beside the forwarded connections. Throws when the hops are not connected
+    /// (before `start()`, while reconnecting, after `stop()`); a hop that goes down later ends the
+    /// channel with `.failed`.
+    public func openNodeChannel(_ kind: NodeChannel.Kind) throws -> NodeChannel {
+        let handle = NodeChannel(kind: kind, wakeEngine: control)
+        guard let forwarder = lock.withLock({ generation?.forwarder }), forwarder.submit(handle) else {
+            throw TunnelError(kind: .disconnected, role: .node, hopName: nil, detail: "the node hop is not connected")
+        }
+        return handle
     }
 
     /// Asks `run()` (or a `start()` in progress) to shut down. Thread-safe; returns at once.
@@ -217,7 +221,7 @@ public final class Tunnel: @unchecked Sendable {
         }
         SocketIO.setKeepalive(fd, idle: max(1, config.keepaliveInterval), interval: max(1, config.keepaliveInterval / 3),
                               count: 3, userTimeout: config.deadPeerTimeout)
-        let tcp = SessionTransport(tcpSocket: fd)
+        let tcp = SessionTransport(tcpSocket: fd, outboxHighWater: FlowPolicy.tcpOutboxHighWater, readAheadSize: FlowPolicy.tcpReadAhead)
         let loginSession: NonBlockingSSHSession
         do {
             loginSession = try NonBlockingSSHSession(transport: tcp, waiter: tcpWaiter(deadline: deadline))
@@ -246,11 +250,11 @@ public final class Tunnel: @unchecked Sendable {
             switch config.nodeVia {
             case .direct:
                 let message = DirectTCPIP.openMessage(host: node.host, port: UInt32(node.port), originatorHost: "127.0.0.1", originatorPort: 0)
-                carrier = try loginSession.openChannel(type: DirectTCPIP.channelType, window: Self.carrierWindow,
-                                                      packetSize: Self.carrierPacket, message: message)
+                carrier = try loginSession.openChannel(type: DirectTCPIP.channelType, window: FlowPolicy.carrierWindow,
+                                                      packetSize: FlowPolicy.carrierPacket, message: message)
             case .exec(let argv):
                 isExec = true
-                carrier = try loginSession.openChannel(type: "session", window: Self.carrierWindow, packetSize: Self.carrierPacket, message: [])
+                carrier = try loginSession.openChannel(type: "session", window: FlowPolicy.carrierWindow, packetSize: FlowPolicy.carrierPacket, message: [])
                 try carrier.exec(shellQuote(argv))
             }
         } catch let failure as WaitFailure {
@@ -266,9 +270,10 @@ public final class Tunnel: @unchecked Sendable {
 
         // The node hop, inside the carrier; the pump thread moves its bytes from now on.
         let pumpWake = try WakeFD()
-        let nodeTransport = try SessionTransport(carrierWake: pumpWake, highWater: Self.queueHighWater)
+        let nodeTransport = try SessionTransport(carrierWake: pumpWake, highWater: FlowPolicy.queueHighWater)
+        let coordinator = HandOverCoordinator(nodeTransport: nodeTransport, loginWake: pumpWake, counter: handOvers)
         let thePump = LoginPump(session: loginSession, carrier: carrier, node: nodeTransport, wake: pumpWake,
-                                nodeWake: control, isExec: isExec)
+                                nodeWake: control, isExec: isExec, coordinator: coordinator)
         pump = thePump
         loginSession.waiter = { _ in throw WaitFailure(kind: .disconnected, detail: "login session used off its thread") }
         thePump.start()
@@ -288,7 +293,7 @@ public final class Tunnel: @unchecked Sendable {
         let openMessage = DirectTCPIP.openMessage(host: config.targetHost, port: UInt32(config.targetPort),
                                                   originatorHost: "127.0.0.1", originatorPort: 0)
         gen.forwarder = NodeForwarder(
-            session: theNode, pump: thePump, listener: listener, control: control, openMessage: openMessage,
+            session: theNode, pump: thePump, coordinator: coordinator, listener: listener, control: control, openMessage: openMessage,
             shouldStop: { [unowned self] in self.isStopping },
             report: { [weak self] in self?.report($0) },
             publish: { [weak self] open, new, up, down in
@@ -301,11 +306,8 @@ public final class Tunnel: @unchecked Sendable {
                 }
             },
             nextID: { [unowned self] in self.lock.withLock { self.connectionCounter += 1; return self.connectionCounter } })
-        // From now on the two hop threads may do each other's passes (see `HopLock`).
-        thePump.hopLock.lock()
-        thePump.forwarder = gen.forwarder
-        thePump.handOvers = handOvers
-        thePump.hopLock.unlock()
+        // From now on the two hop threads may do each other's passes (see `HandOverCoordinator`).
+        coordinator.attach(node: gen.forwarder)
         success = true
         return gen
     }
@@ -329,54 +331,31 @@ public final class Tunnel: @unchecked Sendable {
         if role == .login { session.configureKeepalive(interval: configuration.keepaliveInterval) }
     }
 
+    /// The hop's credentials (`HopAuthenticator`; nobody is asked: the tunnel runs unattended).
     private func authenticate(_ session: NonBlockingSSHSession, hop: TunnelHop, role: TunnelHopRole) throws {
-        var tried: [String] = []
-        var advice: [String] = []
+        let failure: HopAuthenticator.Failure
         do {
-            for credential in hop.credentials {
-                switch credential {
-                case .agent(let path):
-                    let socket = path ?? ProcessInfo.processInfo.environment["SSH_AUTH_SOCK"]
-                    guard let socket, !socket.isEmpty else { continue }
-                    do {
-                        let offered = try session.authenticateWithAgent(user: hop.user, socketPath: socket)
-                        if session.isAuthenticated { return }
-                        tried.append("ssh-agent (\(offered.count) key\(offered.count == 1 ? "" : "s"))")
-                    } catch let error as SSHError {
-                        if error.kind == .disconnected { throw error }
-                        tried.append("ssh-agent (unusable: \(error.message))")
-                    }
-                case .keyFile(let path, let passphrase):
-                    let shown = Self.tildePath(path)
-                    // The bounded checker reads the key before libssh2 opens the path itself.
-                    let data: Data
-                    do { data = try LocalFileSystem().read(path, as: .privateKey) } catch {
-                        tried.append("\(shown) (\(FileSystemError.reason(error, otherwise: "cannot read the file")))")
-                        continue
-                    }
-                    if let info = try? OpenSSHKeyFile.inspect(data), let reason = info.unusableReason {
-                        advice.append("\(shown): \(reason)")
-                    }
-                    do {
-                        try session.authenticate(user: hop.user, privateKeyPath: path, passphrase: passphrase)
-                        return
-                    } catch let error as SSHError where error.kind == .keyFile {
-                        let encrypted = (try? OpenSSHKeyFile.inspect(data))?.isEncrypted ?? false
-                        tried.append("\(shown) (" + (encrypted ? (passphrase == nil ? "encrypted, no passphrase given" : "wrong passphrase")
-                                                                 : "unusable key file: \(error.message)") + ")")
-                    } catch let error as SSHError where error.kind == .authentication {
-                        tried.append(shown)
-                    }
-                }
-            }
+            guard let refused = try HopAuthenticator(hop: hop, allowsPassword: false).logIn(session) else { return }
+            failure = refused
         } catch let failure as WaitFailure {
             throw TunnelError(failure.kind, role, hop, failure.detail)
         } catch let error as SSHError {
             throw TunnelError(.disconnected, role, hop, "connection lost during authentication: \(error.message)")
         }
+        let tried = failure.attempts.map { attempt -> String in
+            var label = attempt.label
+            if case .keyFile(let path) = attempt.method { label = Self.tildePath(path) }
+            return attempt.note.map { "\(label) (\($0))" } ?? label
+        }
         let with = tried.isEmpty ? "no credentials (no ssh-agent, no identity file)" : tried.joined(separator: ", ")
         var detail = "authentication failed for user \(hop.user) with \(with)"
-        if !advice.isEmpty { detail += "; " + advice.joined(separator: "; ") + " and authorize the new key on this host" }
+        if !failure.advice.isEmpty {
+            let advice = failure.advice.map { line -> String in
+                guard let colon = line.range(of: ": ") else { return line }
+                return Self.tildePath(String(line[..<colon.lowerBound])) + line[colon.lowerBound...]
+            }
+            detail += "; " + advice.joined(separator: "; ") + " and authorize the new key on this host"
+        }
         throw TunnelError(.authentication, role, hop, detail)
     }
 

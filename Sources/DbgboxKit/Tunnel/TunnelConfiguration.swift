@@ -75,6 +75,9 @@ public struct TunnelConfiguration: Sendable {
     /// Seconds of unacknowledged data or silent keepalive probes after which the login TCP
     /// connection counts as dead (TCP_USER_TIMEOUT, kernel keepalive).
     public var deadPeerTimeout: Double
+    /// Whether the tunnel listens at all. Without a listener it only carries `NodeChannel`s
+    /// (`Tunnel.openNodeChannel`: remote commands).
+    public var listens = true
 
     public init(login: TunnelHop, node: TunnelHop, nodeVia: NodeRoute = .direct,
                 targetHost: String = "127.0.0.1", targetPort: Int,

@@ -48,7 +48,7 @@ public struct TunnelStats: Sendable, Equatable {
     /// Completed reconnects (not counting the first connect).
     public var reconnects = 0
     /// Passes one hop's thread did for the other while that one slept (small messages that
-    /// woke no second thread; see `HopLock`).
+    /// woke no second thread; see `HandOverCoordinator`).
     public var handOvers = 0
 
     public init() {}
