@@ -231,15 +231,7 @@ public struct LocalFileSystem: FileSystem {
             _ = fchown(fd, st.st_uid, st.st_gid)
         }
         if fchmod(fd, finalMode) != 0 { close(fd); throw FileSystemError.io(path: tmp, operation: "chmod", errno: errno) }
-        let written = data.withUnsafeBytes { buf -> Bool in
-            var offset = 0
-            while offset < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + offset, buf.count - offset)
-                if n < 0 { if errno == EINTR { continue }; return false }
-                offset += n
-            }
-            return true
-        }
+        let written = Self.writeAll(data, to: fd)
         if !written { let e = errno; close(fd); throw FileSystemError.io(path: tmp, operation: "write", errno: e) }
         if fsync(fd) != 0 { let e = errno; close(fd); throw FileSystemError.io(path: tmp, operation: "fsync", errno: e) }
         close(fd)
@@ -247,19 +239,25 @@ public struct LocalFileSystem: FileSystem {
         ok = true
     }
 
-    public func append(_ data: Data, to path: String, mode: mode_t) throws {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw FileSystemError.io(path: path, operation: "open for appending", errno: errno) }
-        defer { close(fd) }
-        let ok = data.withUnsafeBytes { buf -> Bool in
+    /// Writes all of `data` to `fd`, retrying after EINTR and short writes; false (errno set) on error.
+    private static func writeAll(_ data: Data, to fd: Int32) -> Bool {
+        data.withUnsafeBytes { buf -> Bool in
+            guard let base = buf.baseAddress else { return true }
             var offset = 0
             while offset < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + offset, buf.count - offset)
+                let n = Glibc.write(fd, base + offset, buf.count - offset)
                 if n < 0 { if errno == EINTR { continue }; return false }
                 offset += n
             }
             return true
         }
+    }
+
+    public func append(_ data: Data, to path: String, mode: mode_t) throws {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw FileSystemError.io(path: path, operation: "open for appending", errno: errno) }
+        defer { close(fd) }
+        let ok = Self.writeAll(data, to: fd)
         if !ok { throw FileSystemError.io(path: path, operation: "append to", errno: errno) }
     }
 
