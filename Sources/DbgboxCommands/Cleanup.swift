@@ -25,6 +25,11 @@ struct Cleanup: ParsableCommand {
 
     @OptionGroup var userOptions: UserOptions
 
+    // Issue 14: the reaper (begin)
+    @Option(help: ArgumentHelp("With --login and --node: also remove your containers on the node whose scheduler job no longer exists.", valueName: "slurm|pbs"))
+    var scheduler: String?
+    // Issue 14 (end)
+
     @OptionGroup(title: "Run on a cluster node") var remote: RemoteOptions
 
     func run() throws {
@@ -38,6 +43,19 @@ struct Cleanup: ParsableCommand {
         let (_, node) = try remote.environment()
         defer { node.close() }
         let user = try node.identity(requested: userOptions.user)
+        // Issue 14: the reaper, one call into the Kit (begin)
+        if let scheduler {
+            let kind = try SchedulerKind.parse(scheduler)
+            guard node.isRemote else { throw DbgboxError("--scheduler needs --login and --node: the node whose job containers to check") }
+            if dryRun { print("would check \(node.name) for containers of ended jobs (not with --dry-run)") } else {
+                let login = try remote.loginRunner()
+                defer { login.close() }
+                for name in try Reaper.reap(node: node.runner, scheduler: schedulerClient(kind, runner: login), owner: user.name) {
+                    print("removed container \(name) (its job no longer exists)")
+                }
+            }
+        }
+        // Issue 14 (end)
         let home = ContainerWiring.dotHome(user, options: userOptions, node: node)
         // With --node, --known-hosts names the hops' file; the entries to clean are this machine's
         // (its ssh reaches the container through a tunnel on 127.0.0.1), in ~/.ssh/known_hosts.

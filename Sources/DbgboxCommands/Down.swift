@@ -15,7 +15,10 @@ struct Down: ParsableCommand {
         node (reached with the login and node `up` recorded, and its ssh flags unless given here), \
         the pinned host key, the Host block dbgbox-NAME, the [127.0.0.1]:PORT and [localhost]:PORT \
         entries of ~/.ssh/known_hosts, and the Include line of ~/.ssh/config once no block is left. \
-        Works when the tunnel died or the container is gone. NAME may be left out when one session is up.
+        Works when the tunnel died or the container is gone. NAME may be left out when one session is up. \
+        A scheduler session (up --scheduler): its job is cancelled (scancel/qdel), its container awaited \
+        (at most 60 s, then removed) and its output file in the cluster home removed; a session attached \
+        with up --job leaves the job running.
         Example: dbgbox down alice_01234
         """)
 
@@ -45,13 +48,18 @@ struct Down: ParsableCommand {
             defer { opened?.close() }
             do {
                 let report = try manager.down(record, node: {
+                    // Issue 14: a scheduler session's job is cancelled, its container awaited, its output removed.
+                    if let job = record.job {
+                        return try SchedulerWiring.downOperations(record, job: job, options: options(for: record, manager: manager))
+                    }
                     let (runner, node) = try options(for: record, manager: manager).environment()
                     opened = node
                     return NodeOperations(runner: runner, node: node, home: SessionWiring.home(me))
                 }, tunnels: DetachedTunnels(login: record.login ?? "", node: record.node ?? "", flags: []))
                 if let instruction = report.instruction { ContainerWiring.warn(instruction) }
                 let tunnel = report.stoppedTunnel ? "tunnel stopped" : "tunnel was \(Status.describe(report.tunnel))"
-                print("down \(record.name): \(tunnel), container removed, Host block \(record.alias) removed (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+                let jobDone = record.job.map { $0.attached ? ", step in job \($0.id) ended" : ", job \($0.id) cancelled" } ?? ""  // issue 14
+                print("down \(record.name): \(tunnel)\(jobDone), container removed, Host block \(record.alias) removed (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
             } catch {
                 FileHandle.standardError.write(Data("dbgbox: error: \(OneLine.message("\(error)"))\n".utf8))
                 failures.append(error)

@@ -32,8 +32,10 @@ struct RemoteOptions: ParsableArguments {
     var isRemote: Bool { login != nil || node != nil }
 
     func validate() throws {
-        if (login == nil) != (node == nil) {
-            throw ValidationError("--login and --node go together: give both to run on the node, or neither to run here")
+        // Issue 14: --login alone is `up --scheduler`'s (the node is the job's); the pairing is
+        // checked where a node is needed (`environment()`).
+        if node != nil && login == nil {
+            throw ValidationError(Self.pairing)
         }
         guard TunnelRequest.NodeVia(rawValue: nodeVia) != nil else {
             throw ValidationError("--node-via \(nodeVia): use direct or exec")
@@ -42,7 +44,10 @@ struct RemoteOptions: ParsableArguments {
 
     /// The runner and node environment: local, or the node through a freshly opened chain (the
     /// caller closes it with `environment.close()`).
+    static let pairing = "--login and --node go together: give both to run on the node, or neither to run here"
+
     func environment() throws -> (ProcessRunner, NodeEnvironment) {
+        if login != nil && node == nil { throw DbgboxError(Self.pairing) }
         guard let login, let node else {
             let runner = LocalProcessRunner()
             return (runner, .local(runner: runner))

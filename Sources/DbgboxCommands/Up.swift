@@ -18,6 +18,13 @@ struct Up: ParsableCommand {
         Anything failing midway, or Ctrl-C/SIGTERM, undoes what was done (exit 130/143 when \
         interrupted). Remove it all with dbgbox down.
         Example: dbgbox up --login alice@login.cluster --node gpu07 --gpu V --port auto
+        With --scheduler slurm|pbs (no --node): the job script goes to sbatch/qsub on the login host \
+        (on stdin); while the job waits, one line shows its state (Ctrl-C cancels it); the job runs \
+        the container on its node with exactly its GPUs and removes it when the job ends; dbgbox then \
+        pins the container's host key, starts the tunnel to that node and writes the Host block. \
+        dbgbox down cancels the job. With --job ID: the container starts in a running Slurm job you \
+        hold (srun --overlap), and down leaves the job running.
+        Example: dbgbox up --scheduler slurm --login alice@login.cluster --gpus 1 --time 2h
         """)
 
     @Option(help: "A profile letter (P, V, G, GT, …), GPU ids such as 0,2, or none (default: none).")
@@ -55,6 +62,27 @@ struct Up: ParsableCommand {
 
     @OptionGroup(title: "The cluster") var remote: RemoteOptions
 
+    // MARK: issue 14, scheduler sessions (begin)
+    @Option(help: ArgumentHelp("Start the container in a new scheduler job: slurm or pbs (with --login; no --node: the node is the job's).", valueName: "slurm|pbs"))
+    var scheduler: String?
+
+    @Option(help: ArgumentHelp("GPUs the job asks for (Slurm --gres=gpu:N, PBS -l select=1:ngpus=N; default 1).", valueName: "n"))
+    var gpus: String?
+
+    @Option(help: ArgumentHelp("The job's time limit: 90m, 2h, 1d, or Slurm's MM, HH:MM:SS, D-HH:MM… The container's TTL never exceeds it.", valueName: "duration"))
+    var time: String?
+
+    @Option(help: ArgumentHelp("The Slurm partition or PBS queue.", valueName: "name"))
+    var partition: String?
+
+    @Option(name: .customLong("job-arg"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("An argument for sbatch/qsub, verbatim (repeatable), e.g. --job-arg=--account=proj1.", valueName: "arg"))
+    var jobArgs: [String] = []
+
+    @Option(help: ArgumentHelp("Attach to a running Slurm job you hold (salloc, sbatch): the container starts inside it with its GPUs (srun --jobid ID --overlap).", valueName: "id"))
+    var job: String?
+    // MARK: issue 14 (end)
+
     func run() throws {
         guard let me = UserIdentity.lookup(uid: getuid()) else {
             throw DbgboxError("uid \(getuid()) has no passwd entry: dbgbox needs a user name and home directory")
@@ -65,6 +93,19 @@ struct Up: ParsableCommand {
                                       gpu: gpu, mounts: mountLists.isEmpty && volumes.isEmpty ? nil : mountLists,
                                       port: port, ttl: ttl)
             .filling(from: try config.settings(profile: profile))
+        // MARK: issue 14, scheduler sessions: one call into the Kit's flow (begin)
+        let jobSettings = DbgboxSettings(scheduler: scheduler, partition: partition, time: time, gpus: gpus)
+            .filling(from: try config.settings(profile: profile))
+        if let input = try SchedulerUpInput.parse(
+            scheduler: scheduler, job: job, settings: jobSettings, nodeGiven: remote.node != nil, gpu: settings.gpu,
+            runtime: GPURuntime(rawValue: gpuRuntime) ?? .gpus, jobArguments: jobArgs, profiles: config.gpuProfiles) {
+            guard GPURuntime(rawValue: gpuRuntime) != nil else {
+                throw DbgboxError("--gpu-runtime '\(gpuRuntime)' is unknown: use gpus or nvidia")
+            }
+            if foreground { throw DbgboxError("--foreground does not go with --scheduler or --job: the session runs in the background; remove it with dbgbox down") }
+            return try runScheduled(input, settings: settings, config: config, me: me, home: home)
+        }
+        // MARK: issue 14 (end)
         guard let login = settings.login, let nodeName = settings.node else {
             throw DbgboxError("up needs --login and --node (or login: and node: in \(DbgboxConfig.defaultPath(home: home)))")
         }
