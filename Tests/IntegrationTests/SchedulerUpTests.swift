@@ -113,7 +113,12 @@ final class SchedulerUpTests: XCTestCase {
 
     func assertNothingLeft(_ name: String, job: String, file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertFalse(exists(name), "container \(name) left", file: file, line: line)
-        let queue = try login(["squeue", "-h", "--me", "-o", "%i"]).stdoutText
+        // A cancelled job is COMPLETING for a moment, then leaves the queue.
+        var queue = try login(["squeue", "-h", "--me", "-o", "%i"]).stdoutText
+        for _ in 0..<60 where queue.split(separator: "\n").contains(Substring(job)) {
+            usleep(500_000)
+            queue = try login(["squeue", "-h", "--me", "-o", "%i"]).stdoutText
+        }
         XCTAssertFalse(queue.split(separator: "\n").contains(Substring(job)), "job \(job) left: \(queue)", file: file, line: line)
         let files = try login(["ls", "-a"]).stdoutText
         XCTAssertFalse(files.contains("dbgbox-job-\(job)"), "output file left: \(files)", file: file, line: line)
