@@ -173,6 +173,8 @@ final class SchedulerSessionFlowTests: XCTestCase {
         XCTAssertThrowsError(try m.up(.init(login: "alice@login", node: nil, identityFile: "\(home)/.ssh/id_dbgbox"), node: flow,
                                       tunnels: flow.tunnels { _ in Tunnels(node: "?") })) { error in
             XCTAssertEqual((error as? SessionManagerError)?.exitCode, 128 + SIGINT)
+            // A job was submitted and cancelled: not "nothing had been made".
+            XCTAssertEqual("\(error)", "up interrupted by SIGINT: undid the job 4711 (cancelled); nothing of the session is left")
         }
         XCTAssertTrue(login.runner.calls.contains(["scancel", "4711"]))
         XCTAssertTrue(login.runner.calls.contains(["rm", "-f", "--", "dbgbox-job-4711.out"]))
@@ -210,6 +212,9 @@ final class SchedulerSessionFlowTests: XCTestCase {
                               tunnels: attached.tunnels { _ in Tunnels(node: "?") }).record
         XCTAssertEqual(record.job?.attached, true)
         XCTAssertEqual(record.job?.outputFile, "dbgbox-job-4711-alice_00042.out")
+        // The TTL (1 h) is capped by the job's time left (squeue %L 59:59).
+        let expires = try XCTUnwrap(record.expires)
+        XCTAssertEqual(expires.timeIntervalSinceNow, 3599, accuracy: 30)
         let step = try XCTUnwrap(launched.calls.first { $0.first == "bash" })
         XCTAssertEqual(Array(step.prefix(9)), ["bash", "-c", SlurmAttach.launcher, "dbgbox-attach", "dbgbox-job-4711-alice_00042.out",
                                                 "srun", "--jobid=4711", "--overlap", "--nodes=1"])
@@ -222,6 +227,34 @@ final class SchedulerSessionFlowTests: XCTestCase {
         XCTAssertFalse(launched.calls.contains { $0.first == "scancel" }, "the user's job is never cancelled")
         XCTAssertNil(node.containers["alice_00042"])
         XCTAssertTrue(launched.calls.contains(["rm", "-f", "--", "dbgbox-job-4711-alice_00042.out"]))
+    }
+
+    func testAttachCapsTheTTLByTheJobsTimeLeft() throws {
+        let request = try request()
+        let now = Date(timeIntervalSince1970: 1_900_000_000)
+        func capped(_ left: String?, ttl: Int = 3600) -> (Int, Date?) {
+            var r = request
+            r.container.ttl = TTL(seconds: ttl)
+            let c = SchedulerSessionNode.capped(r, timeLeft: left, now: now).container
+            return (c.ttl.seconds, c.expires)
+        }
+        XCTAssertEqual(capped("59:12").0, 59 * 60 + 12)
+        XCTAssertEqual(capped("59:12").1, now.addingTimeInterval(59 * 60 + 12))
+        XCTAssertEqual(capped("1:00:00", ttl: 0).0, 3600, "no limit becomes the job's")
+        XCTAssertEqual(capped("1-02:00:00").0, 3600, "a longer job keeps the TTL")
+        XCTAssertEqual(capped("UNLIMITED").0, 3600)
+        XCTAssertEqual(capped(nil).0, 3600)
+    }
+
+    func testInterruptionBeforeTheSubmitMakesNoJob() throws {
+        let login = Login(hostKey: hostKey)
+        let (flow, _) = try flow(login, Node())
+        let interruption = Interruption { _ in }
+        interruption.beginUndoableSteps()
+        interruption.receive(SIGTERM)
+        flow.interruption = interruption
+        XCTAssertThrowsError(try flow.createContainer(image: "i")) { XCTAssertEqual($0 as? Interrupted, Interrupted(signal: SIGTERM)) }
+        XCTAssertFalse(login.runner.calls.contains { $0.first == "sbatch" })
     }
 
     func testAttachRefusesAJobThatDoesNotRun() throws {

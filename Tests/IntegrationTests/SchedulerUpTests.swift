@@ -189,7 +189,8 @@ final class SchedulerUpTests: XCTestCase {
         let id = String(line.split(separator: " ")[1])
         XCTAssertEqual(kill(child.pid, SIGINT), 0)
         XCTAssertEqual(child.wait(), 130, text())
-        XCTAssertTrue(text().contains("up interrupted by SIGINT"), text())
+        XCTAssertTrue(text().contains("up interrupted by SIGINT: undid the job \(id) (cancelled); nothing of the session is left"), text())
+        XCTAssertFalse(text().contains("nothing had been made"), text())
         let state = try login(["squeue", "-h", "-t", "all", "-j", id, "-o", "%T"]).stdoutText
         XCTAssertFalse(state.contains("PENDING"), state)
         try assertNothingLeft("dbgbox-no-container", job: id)
@@ -198,7 +199,8 @@ final class SchedulerUpTests: XCTestCase {
 
     /// `--job ID` runs the container in a job the user holds, with its GPUs; down leaves the job.
     func testAttachToAHeldJob() throws {
-        let made = try login(["sbatch", "--parsable", "--gres=gpu:1", "-o", "/dev/null", "--wrap", "sleep 600"])
+        // A 10-minute job: the container's TTL (12 h by default) is capped by its time left.
+        let made = try login(["sbatch", "--parsable", "--gres=gpu:1", "--time=10", "-o", "/dev/null", "--wrap", "sleep 600"])
         XCTAssertTrue(made.succeeded, made.stderrText)
         let id = made.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
         jobs.append(id)
@@ -213,6 +215,8 @@ final class SchedulerUpTests: XCTestCase {
         let row = try XCTUnwrap(try rows().first)
         let name = try XCTUnwrap(row["name"] as? String)
         XCTAssertEqual(row["job_id"] as? String, id)
+        let ttl = try XCTUnwrap(row["ttl_left_seconds"] as? Int, "\(row)")
+        XCTAssertLessThanOrEqual(ttl, 600, "the TTL is capped by the job's time left")
         let ssh = try self.ssh(name, "echo NV=$NVIDIA_VISIBLE_DEVICES JOB=$SLURM_JOB_ID")
         let gpus = try jobGPUs(id)
         XCTAssertEqual(gpus.split(separator: ",").count, 1)

@@ -112,9 +112,11 @@ public final class SchedulerSessionNode: SessionNodeOperations, @unchecked Senda
         let name = request.container.name
         let started: StartedJob
         if let attachTo {
-            started = try attach(attachTo, request: request)
+            started = try attach(attachTo, request: &request)
         } else {
             let script = try JobScript.render(request, templates: templates)
+            // A signal before the job exists: nothing is submitted (and nothing had been made).
+            try interruption?.check()
             let id = try client.submit(request, script: script)
             started = StartedJob(id: id, outputFile: client.kind.outputFile(jobID: id), stepPID: nil)
         }
@@ -146,7 +148,11 @@ public final class SchedulerSessionNode: SessionNodeOperations, @unchecked Senda
                                     node: address, job: job)
         } catch {
             waitLine?.finish()
-            undoStart(started, container: name)
+            let undone = undoStart(started, container: name)
+            // Interrupted once the job existed: say that it was undone (not "nothing had been made").
+            if let interrupted = error as? Interrupted {
+                throw Interrupted(signal: interrupted.signal, undone: interrupted.undone + [undone])
+            }
             throw error
         }
     }
@@ -179,12 +185,14 @@ public final class SchedulerSessionNode: SessionNodeOperations, @unchecked Senda
     }
 
     /// `up --job ID`: the job must run; the step `srun --jobid ID --overlap` runs the same body
-    /// with the job's GPUs, detached on the login host, its output in a file of its own.
-    func attach(_ id: String, request: JobRequest) throws -> StartedJob {
+    /// with the job's GPUs, detached on the login host, its output in a file of its own. The
+    /// container's TTL is capped by the job's time left (`request` keeps the capped one).
+    func attach(_ id: String, request: inout JobRequest) throws -> StartedJob {
         guard client.kind == .slurm else { throw SchedulerSessionError.attachNeedsSlurm }
         try SchedulerSessionError.validateJobID(id)
         let status = try client.state(id)
         guard status.phase == .running else { throw SchedulerSessionError.jobNotRunning(id: id, state: status.state) }
+        request = Self.capped(request, timeLeft: status.timeLeft, now: clock.now())
         let script = try JobScript.render(request, templates: templates)
         let file = SlurmAttach.outputFile(jobID: id, container: request.container.name)
         let result = try client.runner.run(SlurmAttach.arguments(jobID: id, name: request.container.name, script: script, outputFile: file))
@@ -195,21 +203,39 @@ public final class SchedulerSessionNode: SessionNodeOperations, @unchecked Senda
         return StartedJob(id: id, outputFile: file, stepPID: pid)
     }
 
+    /// The container's TTL within the job's time left (`squeue` %L: `59:12`, `1-02:00:00`;
+    /// `UNLIMITED` or anything else unparsable leaves it).
+    static func capped(_ request: JobRequest, timeLeft: String?, now: Date) -> JobRequest {
+        guard let text = timeLeft, let left = try? TimeLimit.parse(text) else { return request }
+        var copy = request
+        if copy.container.ttl.seconds == 0 || copy.container.ttl.seconds > left.seconds {
+            copy.container.ttl = TTL(seconds: left.seconds)
+            copy.container.expires = copy.container.ttl.expiry(from: now)
+        }
+        return copy
+    }
+
     /// After a failure or an interruption once the job exists: the job cancelled (or the step
-    /// stopped), its container gone, its output file removed. Best effort.
-    func undoStart(_ started: StartedJob, container: String) {
+    /// stopped), its container gone, its output file removed. Best effort; returns what was undone
+    /// (for the interruption's message).
+    @discardableResult
+    func undoStart(_ started: StartedJob, container: String) -> String {
+        let undone: String
         if let pid = started.stepPID {
             // srun passes TERM to the step; the step's trap removes the container.
             _ = try? client.runner.run(["kill", "-TERM", pid])
             if let node { try? teardown.removeContainer(container, on: node, waitForTrap: false) }
+            undone = "step in job \(started.id) (stopped; your job keeps running)"
         } else {
             try? client.cancel(started.id)
             // A job caught starting writes its output file after the cancel: wait for its end.
             let deadline = clock.now().addingTimeInterval(15)
             while clock.now() < deadline, (try? client.state(started.id).phase) != .ended { sleep(interval) }
             if let node { try? teardown.removeContainer(container, on: node, waitForTrap: true) }
+            undone = "job \(started.id) (cancelled)"
         }
         try? client.removeOutput(started.id, file: started.outputFile)
+        return undone
     }
 
     /// `up`'s undo once the container reported: as `down`.

@@ -276,7 +276,9 @@ public struct SessionManager {
             // The Include line goes once no block is left (a no-op when the block was never written).
             _ = try? include.removeIncludeIfUnused()
             if let signal = interruption?.signal ?? (error as? Interrupted)?.signal {
-                throw SessionManagerError.interrupted(signal: signal, undone: undone, failed: failed)
+                // The interrupted step's own undo came first (a job submitted, then cancelled).
+                let byStep = (error as? Interrupted)?.undone ?? []
+                throw SessionManagerError.interrupted(signal: signal, undone: byStep + undone, failed: failed)
             }
             // Whatever failed, the user hears what is left (an unexpected error as much as a known one).
             if !failed.isEmpty { throw SessionManagerError.failedWithLeftovers(reason: "\(error)", failed: failed) }
