@@ -25,20 +25,20 @@ struct HopOptions: ParsableArguments {
     var sshConfig: String?
 }
 
-/// Whether a command's `--login` may come without `--node` (`ChainOptions.validate`).
+/// Whether `--login` and `--node` must come together when parsed (`ChainOptions.validate`).
 protocol ChainPairing {
-    static var loginAlone: Bool { get }
+    static var pairedWhenParsed: Bool { get }
 }
 
 /// Every command but `up`: `--login` and `--node` go together (neither: this machine).
 enum LoginWithNode: ChainPairing {
-    static var loginAlone: Bool { false }
+    static var pairedWhenParsed: Bool { true }
 }
 
-/// `up`: the node may come from config.yaml, or be the one a scheduler job gets (`--scheduler`,
-/// `--job`); `up` checks the pair itself once it knows which.
+/// `up`: either may come from config.yaml, and with a scheduler (`--scheduler`, `--job`) the node
+/// is the one the job gets; `up` checks the pair itself once it knows which.
 enum NodeFoundLater: ChainPairing {
-    static var loginAlone: Bool { true }
+    static var pairedWhenParsed: Bool { false }
 }
 
 /// The chain of every command but `up`.
@@ -47,7 +47,7 @@ typealias ChainOptions = Chain<LoginWithNode>
 /// The chain laptop → login host → node: `--login`/`--node` and how to reach and log in to them.
 /// With them, docker and the node checks run on the node through the libssh2 chain; without
 /// them, on this machine (`tunnel` and `up` need them, or config.yaml's login:/node: for up).
-/// `Pairing` says whether `--login` may stand alone (`up` with a scheduler).
+/// `Pairing` says whether the pair is checked when parsed (`up` checks it itself).
 struct Chain<Pairing: ChainPairing>: ParsableArguments {
     @Option(help: ArgumentHelp("The login host: [USER@]HOST[:PORT] or a Host alias (goes with --node).", valueName: "host"))
     var login: String?
@@ -63,7 +63,7 @@ struct Chain<Pairing: ChainPairing>: ParsableArguments {
     var isRemote: Bool { login != nil || node != nil }
 
     func validate() throws {
-        if node != nil && login == nil || login != nil && node == nil && !Pairing.loginAlone {
+        if Pairing.pairedWhenParsed && (login == nil) != (node == nil) {
             throw ValidationError(Self.pairing)
         }
         guard TunnelRequest.NodeVia(rawValue: nodeVia) != nil else {
@@ -75,8 +75,8 @@ struct Chain<Pairing: ChainPairing>: ParsableArguments {
 
     /// The chain to open, nil without --login/--node (then everything runs here).
     func request(targetPort: Int = 22, localPort: Int? = nil) throws -> TunnelRequest? {
-        guard let login else { return nil }
-        guard let node else { throw DbgboxError(Self.pairing) }
+        guard login != nil || node != nil else { return nil }
+        guard let login, let node else { throw DbgboxError(Self.pairing) }
         return TunnelRequest(
             login: try HostSpec(parsing: login), node: try HostSpec(parsing: node),
             targetPort: targetPort, localPort: localPort, identityFiles: hops.identity,
