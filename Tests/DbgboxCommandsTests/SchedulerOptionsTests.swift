@@ -164,4 +164,52 @@ final class SchedulerOptionsTests: XCTestCase {
             XCTAssertTrue(h.errorLine().contains("config.yaml"), "\(yaml): \(h.stderr.text)")
         }
     }
+
+    /// `down` of a session with a job: the job cancelled on the login host, its container awaited
+    /// on the node (already gone here), its output file removed; the line says so.
+    func testDownOfASchedulerSessionCancelsItsJob() throws {
+        let h = try CommandHarness(self)
+        let login = FakeRunner { _ in ok() }
+        let node = FakeRunner { argv in
+            argv.starts(with: ["docker", "container", "inspect"])
+                ? ProcessResult(exitCode: 1, stderr: Data("Error: No such container: \(argv.last ?? "")\n".utf8)) : ok()
+        }
+        h.login = NodeEnvironment(runner: login, remoteName: "login gw:22")
+        h.node = NodeEnvironment(runner: node, remoteName: "node 10.0.0.7:22")
+        let manager = try h.context.sessionManager(home: h.home)
+        try manager.store.insert(SessionRecord(
+            name: "alice_00042", container: "alice_00042", login: "gw", node: "10.0.0.7", targetPort: 24001, localPort: 24001,
+            created: h.now, image: "alice/ssh:latest", user: "alice", identityFile: "\(h.home)/.ssh/id_dbgbox",
+            logFile: manager.logPath("alice_00042"),
+            job: SessionJob(id: "4711", scheduler: "slurm", nodeName: "dbgbox-node", outputFile: "dbgbox-job-4711.out")))
+        XCTAssertEqual(h.run(["down"]), 0, h.stderr.text)
+        XCTAssertEqual(h.stdout.text, "down alice_00042: tunnel was none (foreground), job 4711 cancelled, container removed, Host block dbgbox-alice_00042 removed (0.0 s)\n")
+        XCTAssertEqual(login.calls.first, ["scancel", "4711"])
+        XCTAssertTrue(login.calls.contains(["rm", "-f", "--", "dbgbox-job-4711.out"]), "\(login.calls)")
+        XCTAssertEqual(h.loginRequests.first?.login.host, "gw")
+        XCTAssertEqual(h.requests.first?.node.host, "10.0.0.7")
+        XCTAssertNil(try manager.store.load("alice_00042"))
+    }
+
+    /// `cleanup --scheduler`: the reaper on the node, the live jobs asked on the login host.
+    func testCleanupWithASchedulerReapsContainersOfEndedJobs() throws {
+        let h = try CommandHarness(self)
+        let login = FakeRunner { argv in argv.first == "squeue" ? ok("12\n") : ok() }
+        let node = FakeRunner { argv in
+            switch argv {
+            case ["id", "-u"], ["id", "-g"]: return ok("1000\n")
+            case ["id", "-un"]: return ok("alice\n")
+            case ["getent", "passwd", "alice"]: return ok("alice:x:1000:1000::/home/alice:/bin/bash\n")
+            case _ where argv.starts(with: ["docker", "ps", "-a", "--filter", "label=dbgbox.job"]):
+                return ok("alice_1|12|alice\nalice_2|11|alice\nbob_1|10|bob\n")
+            default: return ok()
+            }
+        }
+        h.login = NodeEnvironment(runner: login, remoteName: "login gw:22")
+        h.node = NodeEnvironment(runner: node, remoteName: "node n:22")
+        XCTAssertEqual(h.run(["cleanup", "--scheduler", "slurm", "--login", "gw", "--node", "n", "--container", "none_such"]), 0, h.stderr.text)
+        XCTAssertTrue(h.stdout.text.hasPrefix("removed container alice_2 (its job no longer exists)\n"), h.stdout.text)
+        XCTAssertTrue(node.calls.contains { $0.starts(with: ["docker", "rm"]) && $0.last == "alice_2" }, "\(node.calls)")
+        XCTAssertFalse(node.calls.contains { $0.starts(with: ["docker", "rm"]) && ($0.last == "alice_1" || $0.last == "bob_1") })
+    }
 }
