@@ -10,6 +10,8 @@ struct Cleanup: DbgboxCommand {
         [localhost]:PORT entry in your known_hosts (a backup stays as known_hosts.old): ~/.ssh/known_hosts, \
         or the file given with --known-hosts (with --node, --known-hosts is the hops' file and \
         ~/.ssh/known_hosts of this machine is cleaned).
+        With --scheduler slurm|pbs (and --login, --node): first your containers on the node whose \
+        scheduler job no longer exists (asked on the login host) are removed.
         Example: dbgbox cleanup --container alice_01234 --dry-run
         """)
 
@@ -21,6 +23,9 @@ struct Cleanup: DbgboxCommand {
 
     @Flag(name: .customLong("dry-run"), help: "Show what would be removed, change nothing.")
     var dryRun = false
+
+    @Option(help: ArgumentHelp("With --login and --node: also remove your containers on the node whose scheduler job no longer exists.", valueName: "slurm|pbs"))
+    var scheduler: String?
 
     @OptionGroup var userOptions: UserOptions
 
@@ -34,9 +39,23 @@ struct Cleanup: DbgboxCommand {
             }
             portNumber = p
         }
-        let node = try context.node(try chain.request())
+        let kind = try scheduler.map(SchedulerKind.parse)
+        let request = try chain.request()
+        if kind != nil && request == nil {
+            throw DbgboxError("--scheduler needs --login and --node: the node whose job containers to check")
+        }
+        let node = try context.node(request)
         defer { node.close() }
         let user = try node.identity(requested: userOptions.user)
+        if let kind, let request {
+            if dryRun {
+                context.say("would check \(node.name) for containers of ended jobs (not with --dry-run)")
+            } else {
+                for name in try SchedulerSessions(context: context, chain: request).reap(kind, node: node, owner: user.name) {
+                    context.say("removed container \(name) (its job no longer exists)")
+                }
+            }
+        }
         let home = context.dotHome(for: user, requestedUser: userOptions.user, remote: node.isRemote)
         // With --node, --known-hosts names the hops' file; the entries to clean are this machine's
         // (its ssh reaches the container through a tunnel on 127.0.0.1), in ~/.ssh/known_hosts.

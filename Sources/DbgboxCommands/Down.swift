@@ -13,7 +13,10 @@ struct Down: DbgboxCommand {
         node (reached with the login and node `up` recorded, and its ssh flags unless given here), \
         the pinned host key, the Host block dbgbox-NAME, the [127.0.0.1]:PORT and [localhost]:PORT \
         entries of ~/.ssh/known_hosts, and the Include line of ~/.ssh/config once no block is left. \
-        Works when the tunnel died or the container is gone. NAME may be left out when one session is up.
+        Works when the tunnel died or the container is gone. NAME may be left out when one session is up. \
+        A scheduler session (up --scheduler): its job is cancelled (scancel/qdel), its container awaited \
+        (at most 60 s, then removed) and its output file in the cluster home removed; a session attached \
+        with up --job leaves the job running.
         Example: dbgbox down alice_01234
         """)
 
@@ -43,27 +46,26 @@ struct Down: DbgboxCommand {
                 let tunnels = context.tunnels(DetachedTunnels.Target(login: record.login ?? "", node: record.node ?? "", flags: []),
                                               nil, context)
                 let report = try manager.down(record, node: {
-                    let node = try context.node(try chain(for: record, manager: manager, context: context).request())
+                    let recorded = try ChainOptions.recorded(record, given: chain, manager: manager, context: context)
+                    // A scheduler session's job is cancelled, its container awaited, its output removed.
+                    if let job = record.job, let recorded {
+                        let (operations, login) = try SchedulerSessions(context: context, chain: recorded).downOperations(record, job: job)
+                        opened = login
+                        return operations
+                    }
+                    let node = try context.node(recorded)
                     opened = node
                     return NodeSessionOperations(context: context, node: node, home: home)
                 }, tunnels: tunnels)
                 if let instruction = report.instruction { context.warn(instruction) }
                 let tunnel = report.stoppedTunnel ? "tunnel stopped" : "tunnel was \(SessionStatusRow.describe(report.tunnel))"
-                context.say("down \(record.name): \(tunnel), container removed, Host block \(record.alias) removed (\(String(format: "%.1f", context.clock.now().timeIntervalSince(started))) s)")
+                let job = record.job.map { $0.attached ? ", step in job \($0.id) ended" : ", job \($0.id) cancelled" } ?? ""
+                context.say("down \(record.name): \(tunnel)\(job), container removed, Host block \(record.alias) removed (\(String(format: "%.1f", context.clock.now().timeIntervalSince(started))) s)")
             } catch {
                 context.error("\(error)")
                 failures.append(error)
             }
         }
         if !failures.isEmpty { throw ExitCode(1) }
-    }
-
-    /// The chain: the options given here, else the recorded ones, with the recorded login and node
-    /// (a session of a local container has none).
-    func chain(for record: SessionRecord, manager: SessionManager, context: CommandContext) throws -> ChainOptions {
-        guard let login = record.login, let node = record.node else { return try ChainOptions.parse([]) }
-        var flags = chain.flags(context)
-        if flags.isEmpty, let recorded = try SessionOptions.recorded(record.name, manager: manager) { flags = recorded }
-        return try ChainOptions.parse(["--login", chain.login ?? login, "--node", chain.node ?? node] + flags)
     }
 }

@@ -25,10 +25,30 @@ struct HopOptions: ParsableArguments {
     var sshConfig: String?
 }
 
+/// Whether `--login` and `--node` must come together when parsed (`ChainOptions.validate`).
+protocol ChainPairing {
+    static var pairedWhenParsed: Bool { get }
+}
+
+/// Every command but `up`: `--login` and `--node` go together (neither: this machine).
+enum LoginWithNode: ChainPairing {
+    static var pairedWhenParsed: Bool { true }
+}
+
+/// `up`: either may come from config.yaml, and with a scheduler (`--scheduler`, `--job`) the node
+/// is the one the job gets; `up` checks the pair itself once it knows which.
+enum NodeFoundLater: ChainPairing {
+    static var pairedWhenParsed: Bool { false }
+}
+
+/// The chain of every command but `up`.
+typealias ChainOptions = Chain<LoginWithNode>
+
 /// The chain laptop → login host → node: `--login`/`--node` and how to reach and log in to them.
 /// With them, docker and the node checks run on the node through the libssh2 chain; without
 /// them, on this machine (`tunnel` and `up` need them, or config.yaml's login:/node: for up).
-struct ChainOptions: ParsableArguments {
+/// `Pairing` says whether the pair is checked when parsed (`up` checks it itself).
+struct Chain<Pairing: ChainPairing>: ParsableArguments {
     @Option(help: ArgumentHelp("The login host: [USER@]HOST[:PORT] or a Host alias (goes with --node).", valueName: "host"))
     var login: String?
 
@@ -43,17 +63,20 @@ struct ChainOptions: ParsableArguments {
     var isRemote: Bool { login != nil || node != nil }
 
     func validate() throws {
-        if (login == nil) != (node == nil) {
-            throw ValidationError("--login and --node go together: give both to run on the node, or neither to run here")
+        if Pairing.pairedWhenParsed && (login == nil) != (node == nil) {
+            throw ValidationError(Self.pairing)
         }
         guard TunnelRequest.NodeVia(rawValue: nodeVia) != nil else {
             throw ValidationError("--node-via \(nodeVia): use direct or exec")
         }
     }
 
+    static var pairing: String { "--login and --node go together: give both to run on the node, or neither to run here" }
+
     /// The chain to open, nil without --login/--node (then everything runs here).
     func request(targetPort: Int = 22, localPort: Int? = nil) throws -> TunnelRequest? {
-        guard let login, let node else { return nil }
+        guard login != nil || node != nil else { return nil }
+        guard let login, let node else { throw DbgboxError(Self.pairing) }
         return TunnelRequest(
             login: try HostSpec(parsing: login), node: try HostSpec(parsing: node),
             targetPort: targetPort, localPort: localPort, identityFiles: hops.identity,
@@ -70,6 +93,55 @@ struct ChainOptions: ParsableArguments {
         for identity in hops.identity { flags += ["-i", context.absolute(identity)] }
         if nodeVia != "direct" { flags += ["--node-via", nodeVia] }
         return flags
+    }
+
+    /// The login host alone, with these hops' options: where a scheduler's commands run (its
+    /// `node` is the login host until a job names its node).
+    func loginRequest() throws -> TunnelRequest? {
+        guard let login else { return nil }
+        var copy = self
+        copy.node = login
+        return try copy.request()
+    }
+}
+
+extension ChainOptions {
+    /// The chain to `record`'s node for `down` and `status`: the recorded login and node (or
+    /// `given`'s), with `given`'s ssh flags, else the ones `up` recorded. Nil for a session of a
+    /// local container.
+    static func recorded(_ record: SessionRecord, given: ChainOptions? = nil, manager: SessionManager,
+                         context: CommandContext) throws -> TunnelRequest? {
+        guard let login = record.login, let node = record.node else { return nil }
+        var flags = given?.flags(context) ?? []
+        if flags.isEmpty, let recorded = try SessionOptions.recorded(record.name, manager: manager) { flags = recorded }
+        return try ChainOptions.parse(["--login", given?.login ?? login, "--node", given?.node ?? node] + flags).request()
+    }
+}
+
+/// `up`'s scheduler job (issue 14): a new job (`--scheduler`), or a step in a job the user holds
+/// (`--job`). Values not given come from config.yaml (--profile, then defaults:).
+struct SchedulerOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Start the container in a new scheduler job: slurm or pbs (with --login; no --node: the node is the job's).", valueName: "slurm|pbs"))
+    var scheduler: String?
+
+    @Option(help: ArgumentHelp("GPUs the job asks for (Slurm --gres=gpu:N, PBS -l select=1:ngpus=N; default 1).", valueName: "n"))
+    var gpus: String?
+
+    @Option(help: ArgumentHelp("The job's time limit: 90m, 2h, 1d, or Slurm's MM, HH:MM:SS, D-HH:MM… The container's TTL never exceeds it.", valueName: "duration"))
+    var time: String?
+
+    @Option(help: ArgumentHelp("The Slurm partition or PBS queue.", valueName: "name"))
+    var partition: String?
+
+    @Option(name: .customLong("job-arg"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("An argument for sbatch/qsub, verbatim (repeatable), e.g. --job-arg=--account=proj1.", valueName: "arg"))
+    var jobArgs: [String] = []
+
+    @Option(help: ArgumentHelp("Attach to a running Slurm job you hold (salloc, sbatch): the container starts inside it with its GPUs (srun --jobid ID --overlap).", valueName: "id"))
+    var job: String?
+
+    var choices: SchedulerChoices {
+        SchedulerChoices(scheduler: scheduler, gpus: gpus, time: time, partition: partition, jobArgs: jobArgs, job: job)
     }
 }
 

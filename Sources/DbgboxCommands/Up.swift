@@ -16,9 +16,19 @@ struct Up: DbgboxCommand {
         Anything failing midway, or Ctrl-C/SIGTERM, undoes what was done (exit 130/143 when \
         interrupted). Remove it all with dbgbox down.
         Example: dbgbox up --login alice@login.cluster --node gpu07 --gpu V --port auto
+        With --scheduler slurm|pbs (no --node): the job script goes to sbatch/qsub on the login host \
+        (on stdin); while the job waits, one line shows its state (Ctrl-C cancels it); the job runs \
+        the container on its node with exactly its GPUs and removes it when the job ends; dbgbox then \
+        pins the container's host key, starts the tunnel to that node and writes the Host block. \
+        dbgbox down cancels the job. With --job ID: the container starts in a running Slurm job you \
+        hold (srun --overlap; its TTL never exceeds the job's time left), and down leaves the job running. \
+        config.yaml may give scheduler:, partition:, time:, gpus: and job_args: (a profile's GPU type).
+        Example: dbgbox up --scheduler slurm --login alice@login.cluster --gpus 1 --time 2h
         """)
 
-    @OptionGroup(title: "The cluster") var chain: ChainOptions
+    @OptionGroup(title: "The cluster") var chain: Chain<NodeFoundLater>
+
+    @OptionGroup(title: "The scheduler job") var scheduler: SchedulerOptions
 
     @OptionGroup(title: "The container") var container: ContainerOptions
 
@@ -30,6 +40,13 @@ struct Up: DbgboxCommand {
         let home = try context.home()
         let planner = ContainerPlanner(config: try context.config(home: home), home: home, absolute: context.absolute)
         let plan = try planner.plan(container.choices, login: chain.login, node: chain.node)
+        if let input = try planner.schedulerInput(scheduler.choices, container: container.choices, plan: plan,
+                                                  nodeGiven: chain.node != nil) {
+            if foreground {
+                throw DbgboxError("--foreground does not go with --scheduler or --job: the session runs in the background; remove it with dbgbox down")
+            }
+            return try runScheduled(input, plan: plan, planner: planner, home: home, context: context)
+        }
         guard let login = plan.settings.login, let nodeName = plan.settings.node else {
             throw DbgboxError("up needs --login and --node (or login: and node: in \(DbgboxConfig.defaultPath(home: home)))")
         }
@@ -91,5 +108,41 @@ struct Up: DbgboxCommand {
         quiet.progress = { _ in }
         _ = try quiet.down(record, node: { operations }, tunnels: tunnels)
         if let tunnelError { throw tunnelError }
+    }
+
+    /// `up --scheduler` / `up --job`: the Kit's scheduler flow, then what to type.
+    func runScheduled(_ input: SchedulerUpInput, plan: ContainerPlan, planner: ContainerPlanner, home: String,
+                      context: CommandContext) throws {
+        guard let login = plan.settings.login else {
+            throw DbgboxError("up --scheduler needs --login (or login: in \(DbgboxConfig.defaultPath(home: home)))")
+        }
+        let authorized = try AuthorizedKey.load(path: plan.keyPath, fs: context.files)
+        var chain = self.chain
+        (chain.login, chain.node) = (login, nil)
+        let flags = chain.flags(context)
+        guard let loginChain = try chain.loginRequest() else { return }
+        let started = context.clock.now()
+        let elapsed = { String(format: "%.1f", context.clock.now().timeIntervalSince(started)) }
+        var steps = try context.sessionManager(home: home) { step in context.note("up: \(step) (\(elapsed()) s)") }
+        // As without a scheduler: until the job exists, a signal just ends dbgbox; after, up undoes.
+        let interruption = context.interruption(ending: "up")
+        defer { interruption.stopWatching() }
+        steps.interruption = interruption
+        steps.afterStep = SessionManager.testPause(environment: context.environment, interruption: interruption, context: context)
+        let result = try SchedulerSessions(context: context, chain: loginChain).up(
+            input, login: login, plan: plan, planner: planner, authorizedKeyLine: authorized.line, flags: flags, home: home,
+            manager: steps, interruption: interruption)
+        let record = result.session.record
+        if let instruction = result.session.instruction { context.warn(instruction) }
+        let job = record.job
+        context.say("""
+            session      \(record.name) (container on \(job?.nodeName ?? record.node ?? "?"), port \(record.targetPort) → 127.0.0.1:\(record.localPort) here)
+            job          \(job?.id ?? "?") (\(result.kind.rawValue)\(result.attached ? ", a step in your job" : "")), GPUs \(record.gpus.isEmpty ? "none" : record.gpus.joined(separator: ","))
+            up in        \(elapsed()) s
+            ssh          ssh \(record.alias)  (works now)
+            PyCharm      dbgbox ide pycharm \(record.name)  (SSH interpreter values; tick "Parse config file ~/.ssh/config")
+            VS Code      code --folder-uri vscode-remote://ssh-remote+\(record.alias)\(result.user.home)  (or: dbgbox ide vscode \(record.name))
+            remove it    dbgbox down \(record.name)  (\(result.attached ? "ends the step; your job keeps running" : "cancels the job"))
+            """)
     }
 }

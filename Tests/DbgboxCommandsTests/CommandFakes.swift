@@ -49,6 +49,13 @@ struct ChainRequested: Error, UserFacingError {
     var description: String { "chain requested: \(request.login.host) → \(request.node.host)" }
 }
 
+/// The login host alone was asked for (a scheduler's commands): `connectLogin` throws this when
+/// the harness has no fake login host.
+struct LoginRequested: Error, UserFacingError {
+    var request: TunnelRequest
+    var description: String { "login host requested: \(request.login.host)" }
+}
+
 /// The background tunnels of `up`/`down`, never started.
 struct NoTunnels: SessionTunnelControl {
     func localPort(preferring preferred: Int) throws -> Int { preferred }
@@ -69,6 +76,9 @@ final class CommandHarness {
     /// The node for --login/--node: nil makes `connect` throw `ChainRequested` (what the command asked).
     var node: NodeEnvironment?
     private(set) var requests: [TunnelRequest] = []
+    /// The login host alone (`up --scheduler`): nil makes `connectLogin` throw `LoginRequested`.
+    var login: NodeEnvironment?
+    fileprivate(set) var loginRequests: [TunnelRequest] = []
     /// Plan the chain as the real `connect` does (ssh config, keys) before stopping; kept here.
     var planChain = false
     private(set) var plans: [TunnelPlan] = []
@@ -90,6 +100,7 @@ final class CommandHarness {
             files: LocalFileSystem(), clock: FixedWallClock(now), stdout: stdout, stderr: stderr, prompter: NoPrompter(),
             workingDirectory: home, hostName: "laptop",
             connect: { request, context in try recorded.connect(request, context) },
+            connectLogin: { request, _ in try recorded.connectLogin(request) },
             tunnels: { _, _, _ in NoTunnels() })
     }
 
@@ -133,5 +144,10 @@ private struct Recorder: @unchecked Sendable {
         try harness.record(request, context)
         guard let node = harness.node else { throw ChainRequested(request: request) }
         return node
+    }
+    func connectLogin(_ request: TunnelRequest) throws -> NodeEnvironment {
+        harness.loginRequests.append(request)
+        guard let login = harness.login else { throw LoginRequested(request: request) }
+        return login
     }
 }

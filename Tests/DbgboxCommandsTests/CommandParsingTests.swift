@@ -11,8 +11,7 @@ final class CommandParsingTests: XCTestCase {
                        ["container", "create"], ["up"], ["down"]] {
             let parsed = try Dbgbox.parseAsRoot(prefix + ["--login", "u@gw:2200", "--node", "n1", "-i", "k1", "-i", "k2",
                                                           "--node-via", "exec", "--accept-new", "--known-hosts", "kh", "-F", "cfg"])
-            let chain = try XCTUnwrap(Self.chain(of: parsed), "\(prefix)")
-            let request = try XCTUnwrap(chain.request())
+            let request = try XCTUnwrap(try Self.request(of: parsed), "\(prefix)")
             XCTAssertEqual(request.login, HostSpec(user: "u", host: "gw", port: 2200), "\(prefix)")
             XCTAssertEqual(request.node.host, "n1")
             XCTAssertEqual(request.identityFiles, ["k1", "k2"])
@@ -118,15 +117,16 @@ final class CommandParsingTests: XCTestCase {
         XCTAssertTrue(h.errorLine().contains("no dbgbox sessions"), h.stderr.text)
     }
 
-    static func chain(of command: Any) -> ChainOptions? {
+    /// The chain request of a parsed command (up's group lets --login stand alone: `Chain<NodeFoundLater>`).
+    static func request(of command: Any) throws -> TunnelRequest? {
         switch command {
-        case let c as ContainerList: return c.chain
-        case let c as ContainerRm: return c.chain
-        case let c as ContainerCreate: return c.chain
-        case let c as Cleanup: return c.chain
-        case let c as ImageCreate: return c.chain
-        case let c as Up: return c.chain
-        case let c as Down: return c.chain
+        case let c as ContainerList: return try c.chain.request()
+        case let c as ContainerRm: return try c.chain.request()
+        case let c as ContainerCreate: return try c.chain.request()
+        case let c as Cleanup: return try c.chain.request()
+        case let c as ImageCreate: return try c.chain.request()
+        case let c as Up: return try c.chain.request()
+        case let c as Down: return try c.chain.request()
         default: return nil
         }
     }

@@ -79,7 +79,8 @@ final class ConfigSettingsTests: XCTestCase {
     func testUnknownKeysAndBadValuesNameFileAndKey() {
         let cases: [(String, String)] = [
             ("defaults: {nodes: gpu01}", "unknown key `defaults.nodes`"),
-            ("profiles: {v100: {gpus: V}}", "unknown key `profiles.v100.gpus`"),
+            ("profiles: {v100: {gpu_count: V}}", "unknown key `profiles.v100.gpu_count`"),
+            ("profiles: {v100: {gpus: V}}", "profiles.v100.gpus must be a number of GPUs, 1 or more, not `V`"),
             ("profile: {v100: {gpu: V}}", "unknown key `profile`"),
             ("defaults: {port: 22}", "defaults.port must be auto or a port 1024-65535"),
             ("defaults: {port: lots}", "defaults.port must be auto"),

@@ -73,13 +73,19 @@ final class SessionManagerTests: XCTestCase {
     var pinned: String { "\(home)/.ssh/dbgbox/known_hosts" }
 
     func manager(alive: Bool = true) -> SessionManager {
+        Self.manager(dir: dir, inspector: FakeInspector(alive: alive))
+    }
+
+    /// A manager over `dir` (home in `dir`/home, state in `dir`/state); tunnel 4242 alive per `inspector`.
+    static func manager(dir: String, inspector: ProcessInspector) -> SessionManager {
+        let home = "\(dir)/home"
         let config = SSHClientConfigFile(path: "\(home)/.ssh/dbgbox/config")
         let include = SSHConfigInclude(home: home, dbgboxConfig: config, includeTarget: config.path)
         let store = SessionStore(directory: "\(dir)/state/dbgbox/sessions")
-        return SessionManager(store: store, hostConfig: config, include: include, pinnedPath: pinned,
+        return SessionManager(store: store, hostConfig: config, include: include, pinnedPath: "\(home)/.ssh/dbgbox/known_hosts",
                               knownHostsPath: "\(home)/.ssh/known_hosts",
                               stateDirectory: SessionManager.defaultStateDirectory(sessionsDirectory: store.directory),
-                              liveness: TunnelLiveness(inspector: FakeInspector(alive: alive)))
+                              liveness: TunnelLiveness(inspector: inspector))
     }
 
     func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }

@@ -31,9 +31,16 @@ final class DemoTests: XCTestCase {
         let lines = run.stdoutText.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         // After key install, the login host takes the user's own key.
         XCTAssertTrue(lines.contains("logged in to the login host as \(user) with ~/.ssh/id_dbgbox"), run.stdoutText)
-        // Step 4: ssh through the alias ran python3 in the container, in the user's home.
+        // Step 4: ssh through the alias into the job's container: the job's GPU and id, then python3
+        // in the user's home.
         let step4 = try XCTUnwrap(lines.firstIndex { $0.contains("==> 4. ssh dbgbox-") }, run.stdoutText)
-        XCTAssertEqual(lines.dropFirst(step4 + 1).first, home, run.stdoutText)
+        let variables = lines.dropFirst(step4 + 1).first ?? ""
+        XCTAssertNotNil(variables.range(of: #"^NVIDIA_VISIBLE_DEVICES=[0-9] SLURM_JOB_ID=[0-9]+ SLURM_JOB_GPUS=[0-9]$"#, options: .regularExpression),
+                        run.stdoutText)
+        XCTAssertEqual(lines.dropFirst(step4 + 2).first, home, run.stdoutText)
+        // The scheduler flow leaves nothing; then the flow without a scheduler, which leaves nothing either.
+        XCTAssertTrue(lines.contains("nothing left: no job, no container, no tunnel, no Host block, no pinned key, no output file"), run.stdoutText)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("in ") && $0.hasSuffix(", no job: SLURM_JOB_ID=none") }, run.stdoutText)
         XCTAssertTrue(lines.contains("nothing left: no container, no tunnel, no Host block, no pinned key"), run.stdoutText)
 
         // Nothing of the session, checked here too.

@@ -25,10 +25,21 @@ public struct DbgboxSettings: Sendable, Equatable {
     public var port: String?
     /// A TTL such as `12h` or `0` (`--ttl`).
     public var ttl: String?
+    /// `slurm` or `pbs` (`--scheduler`): sessions start with a scheduler job.
+    public var scheduler: String?
+    /// Slurm partition or PBS queue (`--partition`).
+    public var partition: String?
+    /// The job's time limit (`--time`).
+    public var time: String?
+    /// GPUs to ask the scheduler for (`--gpus`).
+    public var gpus: String?
+    /// Scheduler arguments for the profile's GPU type (`--gres=gpu:v100:1 --partition=v100`), argv.
+    public var jobArgs: [String]?
 
     public init(login: String? = nil, node: String? = nil, key: String? = nil, image: String? = nil,
                 base: String? = nil, gpu: String? = nil, mounts: [String]? = nil, port: String? = nil,
-                ttl: String? = nil) {
+                ttl: String? = nil, scheduler: String? = nil, partition: String? = nil, time: String? = nil,
+                gpus: String? = nil, jobArgs: [String]? = nil) {
         self.login = login
         self.node = node
         self.key = key
@@ -38,17 +49,25 @@ public struct DbgboxSettings: Sendable, Equatable {
         self.mounts = mounts
         self.port = port
         self.ttl = ttl
+        self.scheduler = scheduler
+        self.partition = partition
+        self.time = time
+        self.gpus = gpus
+        self.jobArgs = jobArgs
     }
 
     /// The keys of a settings mapping, as written in the file.
-    public static let keys = ["base", "gpu", "image", "key", "login", "mounts", "node", "port", "ttl"]
+    public static let keys = ["base", "gpu", "gpus", "image", "job_args", "key", "login", "mounts", "node", "partition",
+                              "port", "scheduler", "time", "ttl"]
 
     /// These settings, with each field not set here taken from `lower`.
     /// A set `mounts` list replaces the lower one (lists are not concatenated).
     public func filling(from lower: DbgboxSettings) -> DbgboxSettings {
         DbgboxSettings(login: login ?? lower.login, node: node ?? lower.node, key: key ?? lower.key,
                        image: image ?? lower.image, base: base ?? lower.base, gpu: gpu ?? lower.gpu,
-                       mounts: mounts ?? lower.mounts, port: port ?? lower.port, ttl: ttl ?? lower.ttl)
+                       mounts: mounts ?? lower.mounts, port: port ?? lower.port, ttl: ttl ?? lower.ttl,
+                       scheduler: scheduler ?? lower.scheduler, partition: partition ?? lower.partition,
+                       time: time ?? lower.time, gpus: gpus ?? lower.gpus, jobArgs: jobArgs ?? lower.jobArgs)
     }
 
     /// Parses one settings mapping; `context` is its place in the file (`defaults`, `profiles.NAME`).
@@ -85,6 +104,39 @@ public struct DbgboxSettings: Sendable, Equatable {
                     throw ConfigError.malformed(path: path, why: "\(context).ttl must be a duration such as 12h, 90m or 0, not `\(ttl)`")
                 }
                 settings.ttl = ttl
+            case "scheduler":
+                guard let text = try text() else { continue }
+                do { _ = try SchedulerKind.parse(text) } catch {
+                    throw ConfigError.malformed(path: path, why: "\(context).scheduler must be slurm or pbs, not `\(condense(text, limit: 30))`")
+                }
+                settings.scheduler = text
+            case "partition":
+                guard let text = try text() else { continue }
+                do { try JobRequest.validatePartition(text) } catch {
+                    throw ConfigError.malformed(path: path, why: "\(context).partition must be a partition name (letters, digits, _.-), not `\(condense(text, limit: 40))`")
+                }
+                settings.partition = text
+            case "time":
+                guard let text = try text() else { continue }
+                do { _ = try TimeLimit.parse(text) } catch {
+                    throw ConfigError.malformed(path: path, why: "\(context).time must be a time limit such as 2h, 90m or 1-00:00:00, not `\(condense(text, limit: 30))`")
+                }
+                settings.time = text
+            case "gpus":
+                guard let text = try text() else { continue }
+                guard let n = Int(text), n >= 1 else {
+                    throw ConfigError.malformed(path: path, why: "\(context).gpus must be a number of GPUs, 1 or more, not `\(condense(text, limit: 30))`")
+                }
+                settings.gpus = String(n)
+            case "job_args":
+                if value is NSNull { continue }
+                let items: [Any] = (value as? [Any]) ?? [value]
+                settings.jobArgs = try items.map { item in
+                    guard let arg = DbgboxConfig.scalarText(item), !arg.isEmpty else {
+                        throw ConfigError.malformed(path: path, why: "\(context).job_args must list scheduler arguments such as `--gres=gpu:v100:1`, not `\(condense("\(item)", limit: 60))`")
+                    }
+                    return arg
+                }
             case "mounts":
                 if value is NSNull { continue }
                 let items: [Any] = (value as? [Any]) ?? [value]

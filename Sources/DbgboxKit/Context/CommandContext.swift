@@ -29,8 +29,10 @@ public struct CommandContext: Sendable {
     public var stderrIsTerminal: Bool
     /// Whether commands watch SIGINT/SIGTERM (off in tests, which send none).
     public var watchesSignals: Bool
-    /// Opens the chain to the node for remote docker (`RemoteOptions`); tests return a fake node.
+    /// Opens the chain to the node for remote docker (`--login`/`--node`); tests return a fake node.
     public var connect: @Sendable (TunnelRequest, CommandContext) throws -> NodeEnvironment
+    /// Opens the login host alone, where a scheduler's commands run (`login(_:)`); tests return a fake.
+    public var connectLogin: @Sendable (TunnelRequest, CommandContext) throws -> NodeEnvironment
     /// The background tunnels of `up` and `down`; tests give fakes.
     public var tunnels: @Sendable (DetachedTunnels.Target, Interruption?, CommandContext) -> SessionTunnelControl
 
@@ -38,6 +40,7 @@ public struct CommandContext: Sendable {
                 files: FileSystem & DirectoryListing, clock: WallClock, stdout: OutputSink, stderr: OutputSink, prompter: Prompter,
                 workingDirectory: String, hostName: String, stderrIsTerminal: Bool = false, watchesSignals: Bool = false,
                 connect: @escaping @Sendable (TunnelRequest, CommandContext) throws -> NodeEnvironment = ChainSetup.open,
+                connectLogin: @escaping @Sendable (TunnelRequest, CommandContext) throws -> NodeEnvironment = ChainSetup.openLogin,
                 tunnels: @escaping @Sendable (DetachedTunnels.Target, Interruption?, CommandContext) -> SessionTunnelControl
                     = { DetachedTunnels(target: $0, interruption: $1, context: $2) }) {
         self.environment = environment
@@ -54,6 +57,7 @@ public struct CommandContext: Sendable {
         self.stderrIsTerminal = stderrIsTerminal
         self.watchesSignals = watchesSignals
         self.connect = connect
+        self.connectLogin = connectLogin
         self.tunnels = tunnels
     }
 

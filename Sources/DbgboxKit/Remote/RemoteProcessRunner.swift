@@ -36,17 +36,9 @@ public final class RemoteProcessRunner: SSHSessionRunner, @unchecked Sendable {
     // Here, not only in the superclass's deinit: `didClose` needs this class's properties.
     deinit { close() }
 
-    override func sessionError(_ argv: [String], _ error: Error?) -> Error {
-        guard let error else { return RemoteError.closed }
-        return RemoteError.lost(node: nodeName, program: argv.first ?? "", why: "\(error)")
-    }
+    override func sessionError(_ argv: [String], _ error: Error?) -> Error { RemoteError.session(nodeName, argv, error) }
 
-    /// The remote shell's "command not found".
-    override func check(_ argv: [String], _ result: ProcessResult) throws {
-        if result.exitCode == 127, let name = argv.first, result.stderrText.contains("not found") {
-            throw RemoteError.notFound(node: nodeName, program: name)
-        }
-    }
+    override func check(_ argv: [String], _ result: ProcessResult) throws { try RemoteError.checkFound(nodeName, argv, result) }
 }
 
 /// Exec channels on a running `Tunnel`'s node session; `close` stops the tunnel.
@@ -109,6 +101,19 @@ public enum RemoteError: UserFacingError, Equatable {
     case lost(node: String, program: String, why: String)
     case notFound(node: String, program: String)
     case closed
+
+    /// The error for `argv` when the session to `host` failed under it, or is closed (`error` nil).
+    static func session(_ host: String, _ argv: [String], _ error: Error?) -> Error {
+        guard let error else { return RemoteError.closed }
+        return RemoteError.lost(node: host, program: argv.first ?? "", why: "\(error)")
+    }
+
+    /// The remote shell's "command not found".
+    static func checkFound(_ host: String, _ argv: [String], _ result: ProcessResult) throws {
+        if result.exitCode == 127, let name = argv.first, result.stderrText.contains("not found") {
+            throw RemoteError.notFound(node: host, program: name)
+        }
+    }
 
     public var description: String {
         switch self {

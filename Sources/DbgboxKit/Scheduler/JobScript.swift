@@ -14,13 +14,19 @@ public struct JobTemplates: Sendable, Equatable {
         self.body = body
     }
 
-    /// Reads the templates for `kind` from dbgbox's templates directory.
-    public static func load(directory: String, kind: SchedulerKind, fileSystem: FileSystem = LocalFileSystem()) throws -> JobTemplates {
+    /// The header of a step in a Slurm job the user holds (`up --job`).
+    public static let slurmAttachFile = "slurm-attach.sh.mustache"
+
+    /// Reads the templates for `kind` from dbgbox's templates directory (`header`: another header
+    /// file than the kind's, e.g. `slurmAttachFile`).
+    public static func load(directory: String, kind: SchedulerKind, header: String? = nil,
+                            fileSystem: FileSystem = LocalFileSystem()) throws -> JobTemplates {
         let dir = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
         func text(_ name: String) throws -> String {
             try ImageError.readText("\(dir)/\(name)", option: "template", kind: .template, fileSystem: fileSystem)
         }
-        return JobTemplates(header: try text(kind.templateFile), headerName: kind.templateFile, body: try text(bodyFile))
+        let headerName = header ?? kind.templateFile
+        return JobTemplates(header: try text(headerName), headerName: headerName, body: try text(bodyFile))
     }
 }
 

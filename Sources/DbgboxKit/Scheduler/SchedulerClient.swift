@@ -31,23 +31,26 @@ extension SchedulerClient {
 
     /// The job's report lines from its output file in the home directory (where the login host's
     /// commands run); nil while the file does not exist yet.
-    public func readReport(_ id: String) throws -> JobReport? {
-        let file = kind.outputFile(jobID: id)
+    public func readReport(_ id: String, file: String? = nil) throws -> JobReport? {
+        let file = file ?? kind.outputFile(jobID: id)
         let result = try runner.run(["head", "-c", "65536", "--", file])
         guard result.succeeded else { return nil }
         return JobReport.parse(result.stdoutText)
     }
 
     /// Removes the job's output file (`down` leaves nothing in the home directory).
-    public func removeOutput(_ id: String) throws {
-        _ = try runner.run(["rm", "-f", "--", kind.outputFile(jobID: id)])
+    public func removeOutput(_ id: String, file: String? = nil) throws {
+        _ = try runner.run(["rm", "-f", "--", file ?? kind.outputFile(jobID: id)])
     }
 
     /// Waits until the job runs and its container reported ready, calling `progress` with each
     /// look (and the seconds waited so far) every `interval` seconds. `interrupted` is asked between
     /// looks: when it says so, the job is cancelled and `Interrupted` thrown. A job that ends first,
     /// or a report with an error, throws one line; so does a running job silent for `reportTimeout`.
-    public func waitUntilReady(_ id: String, interval: TimeInterval = 1, reportTimeout: TimeInterval = 120,
+    /// `file`: the report's file when it is not the job's own output file (a step in a job the user
+    /// holds); `cancelsJob` false: the job is the user's and is never cancelled here.
+    public func waitUntilReady(_ id: String, file: String? = nil, cancelsJob: Bool = true,
+                               interval: TimeInterval = 1, reportTimeout: TimeInterval = 120,
                                clock: WallClock = SystemWallClock(),
                                sleep: (TimeInterval) -> Void = { Thread.sleep(forTimeInterval: $0) },
                                interrupted: () -> Int32? = { nil },
@@ -56,7 +59,7 @@ extension SchedulerClient {
         var runningSince: Date?
         while true {
             if let signal = interrupted() {
-                try? cancel(id)
+                if cancelsJob { try? cancel(id) }
                 throw Interrupted(signal: signal)
             }
             let status = try state(id)
@@ -66,9 +69,9 @@ extension SchedulerClient {
             case .pending:
                 break
             case .running, .ended:
-                let report = try readReport(id)
+                let report = try readReport(id, file: file)
                 if let error = report?.error {
-                    try? cancel(id)
+                    if cancelsJob { try? cancel(id) }
                     throw SchedulerError.jobEnded(id: id, state: status.state, why: error)
                 }
                 if let report, report.isReady, status.phase == .running { return (status, report) }
@@ -77,7 +80,7 @@ extension SchedulerClient {
                 }
                 if runningSince == nil { runningSince = clock.now() }
                 if let since = runningSince, clock.now().timeIntervalSince(since) >= reportTimeout {
-                    try? cancel(id)
+                    if cancelsJob { try? cancel(id) }
                     throw SchedulerError.noReport(id: id, seconds: Int(reportTimeout))
                 }
             }

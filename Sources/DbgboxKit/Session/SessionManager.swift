@@ -17,9 +17,14 @@ public struct SessionContainer: Sendable, Equatable {
     public var home: String?
     /// Its bind mounts (node path → container path), the home first.
     public var mounts: [PathMapping]
+    /// The node the container runs on, as the login host reaches it, when only the container knows
+    /// it (a scheduler job's node); nil: `UpRequest.node`.
+    public var node: String?
+    /// The scheduler job the container runs in.
+    public var job: SessionJob?
 
     public init(name: String, port: Int, user: String, image: String, gpus: [String] = [], expires: Date? = nil,
-                home: String? = nil, mounts: [PathMapping] = []) {
+                home: String? = nil, mounts: [PathMapping] = [], node: String? = nil, job: SessionJob? = nil) {
         self.name = name
         self.port = port
         self.user = user
@@ -28,6 +33,8 @@ public struct SessionContainer: Sendable, Equatable {
         self.expires = expires
         self.home = home
         self.mounts = mounts
+        self.node = node
+        self.job = job
     }
 }
 
@@ -234,11 +241,11 @@ public struct SessionManager {
             }
 
             let record = SessionRecord(
-                name: name, container: name, login: request.login, node: request.node, gpus: container.gpus,
+                name: name, container: name, login: request.login, node: container.node ?? request.node, gpus: container.gpus,
                 targetPort: container.port, localPort: localPort, tunnelPID: launched?.pid,
                 tunnelStartTime: launched?.startTime, created: clock.now(), expires: container.expires,
                 image: container.image, user: container.user, identityFile: request.identityFile, logFile: log,
-                home: container.home, mounts: container.mounts.isEmpty ? nil : container.mounts)
+                home: container.home, mounts: container.mounts.isEmpty ? nil : container.mounts, job: container.job)
             try store.insert(record)
             undo.append(("session record", { try store.remove(name) }))
             try checkpoint("record")
@@ -269,7 +276,9 @@ public struct SessionManager {
             // The Include line goes once no block is left (a no-op when the block was never written).
             _ = try? include.removeIncludeIfUnused()
             if let signal = interruption?.signal ?? (error as? Interrupted)?.signal {
-                throw SessionManagerError.interrupted(signal: signal, undone: undone, failed: failed)
+                // The interrupted step's own undo came first (a job submitted, then cancelled).
+                let byStep = (error as? Interrupted)?.undone ?? []
+                throw SessionManagerError.interrupted(signal: signal, undone: byStep + undone, failed: failed)
             }
             // Whatever failed, the user hears what is left (an unexpected error as much as a known one).
             if !failed.isEmpty { throw SessionManagerError.failedWithLeftovers(reason: "\(error)", failed: failed) }

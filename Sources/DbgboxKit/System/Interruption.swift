@@ -137,5 +137,11 @@ public final class Interruption: @unchecked Sendable {
 /// A step saw that the command was interrupted.
 public struct Interrupted: Error, Equatable {
     public var signal: Int32
-    public init(signal: Int32) { self.signal = signal }
+    /// What the step that was interrupted undid itself before it threw (e.g. a scheduler job it
+    /// had submitted, now cancelled), in the order undone.
+    public var undone: [String]
+    public init(signal: Int32, undone: [String] = []) {
+        self.signal = signal
+        self.undone = undone
+    }
 }
