@@ -34,11 +34,13 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     /// The container's bind mounts (node path → container path), the home first; nil in records
     /// written before they were kept.
     public var mounts: [PathMapping]?
+    /// The session's forwarded ports (`--forward`, `--reverse`, `dbgbox forward`); nil: none.
+    public var forwards: [PortForward]?
 
     public init(name: String, container: String, login: String? = nil, node: String? = nil, gpus: [String] = [],
                 targetPort: Int, localPort: Int, tunnelPID: Int32? = nil, tunnelStartTime: UInt64? = nil,
                 created: Date, expires: Date? = nil, image: String, user: String, identityFile: String, logFile: String,
-                home: String? = nil, mounts: [PathMapping]? = nil) {
+                home: String? = nil, mounts: [PathMapping]? = nil, forwards: [PortForward]? = nil) {
         self.name = name
         self.container = container
         self.login = login
@@ -56,6 +58,7 @@ public struct SessionRecord: Codable, Sendable, Equatable {
         self.logFile = logFile
         self.home = home
         self.mounts = mounts
+        self.forwards = forwards
     }
 
     /// `dbgbox-<name>`, the ssh alias and pinned host key alias.
