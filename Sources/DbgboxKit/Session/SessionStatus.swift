@@ -23,13 +23,15 @@ public struct SessionStatusRow: Encodable, Sendable, Equatable {
     /// This dbgbox's libssh2 fast path, "on (…)" or "off: why; …" (the same for every row; the
     /// text form prints it once, after the table).
     public var fast_path: String
+    /// The session's forwarded ports (`PortForward`: direction, port in the container, local port).
+    public var forwards: [PortForward]
 
     /// The table column of the container's state (`ContainerState.column`).
     public var stateColumn: String
 
     enum CodingKeys: String, CodingKey {
         case name, container, login, node, local_port, node_port, tunnel, tunnel_pid, alive, ttl_left_seconds, expires,
-             log, container_state, container_advice, fast_path
+             log, container_state, container_advice, fast_path, forwards
     }
 
     public init(record r: SessionRecord, tunnel: TunnelState, container: ContainerState, now: Date, fastPath: String) {
@@ -48,6 +50,7 @@ public struct SessionStatusRow: Encodable, Sendable, Equatable {
         container_state = container.field
         container_advice = container.advice(session: r.name, logFile: r.logFile)
         fast_path = fastPath
+        forwards = r.forwards ?? []
         stateColumn = container.column
     }
 
@@ -68,6 +71,9 @@ public struct SessionStatusRow: Encodable, Sendable, Equatable {
         for row in rows {
             let ttl = row.ttl_left_seconds.map { $0 == 0 ? "expired" : TTL.format(seconds: $0) } ?? "none"
             lines.append("\(row.name)\t\(row.container)\t\(row.node ?? "local")\t127.0.0.1:\(row.local_port) → \(row.node_port)\t\(row.tunnel)\t\(row.stateColumn)\t\(ttl)")
+        }
+        for row in rows where !row.forwards.isEmpty {
+            lines.append("\(row.name) forwards: " + row.forwards.map(\.summary).joined(separator: ", "))
         }
         return lines + rows.compactMap(\.container_advice)
     }
