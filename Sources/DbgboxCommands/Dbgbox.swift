@@ -24,6 +24,7 @@ public struct Dbgbox: ParsableCommand {
             Up.self,
             Down.self,
             Status.self,
+            Forward.self,
             Ide.self,
             Image.self,
             Container.self,

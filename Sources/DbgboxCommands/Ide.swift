@@ -39,8 +39,9 @@ struct IdePyCharm: DbgboxCommand {
         if let remoteRoot, !remoteRoot.hasPrefix("/") { throw IDEError.pathNotAbsolute(remoteRoot) }
         let target = try IDETargetResolver(context: context).target(name: name, key: key, requestedUser: userOptions.user)
         if let debugServer {
-            // Until dbgbox forwards ports, the laptop's port is the container's.
-            let attach = DebugAttach(target: target, containerPort: debugServer, localPort: debugServer, remoteRoot: remoteRoot)
+            // The session's reverse of the port when it has one (issue 15), else the same port here.
+            let attach = DebugAttach.session(target, containerPort: debugServer, direction: .reverse, remoteRoot: remoteRoot,
+                                             store: try? context.sessionManager(home: try context.home()).store)
             context.write(attach.pycharmDebugServerInstructions())
             return
         }
@@ -91,8 +92,9 @@ struct IdeVSCode: DbgboxCommand {
             if path != nil || open { throw ValidationError("--attach prints a debugger configuration: leave out PATH and --open") }
             try DebugAttach.validatePort(attach, option: "--attach")
             let target = try ide.target(name: name, key: key, requestedUser: userOptions.user)
-            // Until dbgbox forwards ports, the laptop's port is the container's.
-            let debug = DebugAttach(target: target, containerPort: attach, localPort: attach, remoteRoot: remoteRoot)
+            // The session's forward of the port when it has one (issue 15), else the same port here.
+            let debug = DebugAttach.session(target, containerPort: attach, direction: .forward, remoteRoot: remoteRoot,
+                                            store: try? context.sessionManager(home: try context.home()).store)
             let written = try write.map { try LaunchJSONFile(projectDirectory: context.absolute($0)).write(debug) }
             context.write(debug.vscodeInstructions(written: written))
             return

@@ -183,3 +183,27 @@ struct ContainerOptions: ParsableArguments {
                          ttl: ttl, key: key, profile: profile, gpuRuntime: gpuRuntime)
     }
 }
+
+// MARK: forwarded ports (issue 15)
+
+/// `--forward PORT[:LOCAL]` and `--reverse LOCAL[:PORT]` (up; `forward` takes the same).
+struct ForwardOptions: ParsableArguments {
+    @Option(name: .customLong("forward"), help: ArgumentHelp(
+        "Forward the laptop's 127.0.0.1:LOCAL (default PORT; auto: a free one) to 127.0.0.1:PORT in the container (repeatable).",
+        valueName: "port[:local]"))
+    var forwardSpecs: [String] = []
+
+    @Option(name: .customLong("reverse"), help: ArgumentHelp(
+        "Make 127.0.0.1:PORT in the container (default LOCAL) reach the laptop's 127.0.0.1:LOCAL (repeatable).",
+        valueName: "local[:port]"))
+    var reverseSpecs: [String] = []
+
+    func validate() throws {
+        _ = try forwards()
+    }
+
+    /// The parsed forwards, forwards first. Throws `ForwardError.badSpec`.
+    func forwards() throws -> [PortForward] {
+        try forwardSpecs.map(PortForward.parseForward) + reverseSpecs.map(PortForward.parseReverse)
+    }
+}

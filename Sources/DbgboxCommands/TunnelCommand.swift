@@ -40,6 +40,20 @@ struct TunnelCommand: DbgboxCommand {
 
     @OptionGroup(title: "The chain") var chain: ChainOptions
 
+    // MARK: forwarded ports (issue 15): what `up` passes to its background tunnel
+    @Option(help: .hidden) var control: String?
+    @Option(help: .hidden) var containerUser: String?
+    @Option(help: .hidden) var containerKey: String?
+    @OptionGroup(visibility: .hidden) var forwards: ForwardOptions
+
+    /// The session's forwards, when `up` started this tunnel (`--session` with `--control`).
+    private func forwardSetup() throws -> ForwardSetup? {
+        guard let session, let control, let containerUser, let containerKey else { return nil }
+        return ForwardSetup(session: session, controlPath: control, user: containerUser, identityFile: containerKey,
+                            forwards: try forwards.forwards())
+    }
+    // MARK: end forwarded ports
+
     func validate() throws {
         guard chain.isRemote else {
             throw ValidationError("tunnel needs --login and --node: the login host and the node the container runs on")
@@ -51,6 +65,6 @@ struct TunnelCommand: DbgboxCommand {
         request.bindAddress = bind
         request.loginIdentityFiles = loginKey
         request.nodeIdentityFiles = nodeKey
-        try TunnelRunner(context: context).run(request, session: session, quiet: quiet)
+        try TunnelRunner(context: context).run(request, session: session, quiet: quiet, forwards: try forwardSetup())
     }
 }

@@ -35,6 +35,10 @@ struct Up: DbgboxCommand {
     @Flag(help: "Run the tunnel in this process (Ctrl-C ends it and removes the session).")
     var foreground = false
 
+    // MARK: forwarded ports (issue 15)
+    @OptionGroup(title: "Forwarded ports") var ports: ForwardOptions
+    // MARK: end forwarded ports
+
     func run(_ context: CommandContext) throws {
         let me = try context.me()
         let home = try context.home()
@@ -51,6 +55,8 @@ struct Up: DbgboxCommand {
             throw DbgboxError("up needs --login and --node (or login: and node: in \(DbgboxConfig.defaultPath(home: home)))")
         }
         let authorized = try AuthorizedKey.load(path: plan.keyPath, fs: context.files)
+        // Forwarded ports (issue 15): LOCALs checked (auto resolved) before anything is made.
+        let forwards = try PortForward.resolveLocals(try ports.forwards())
 
         var chain = self.chain
         chain.login = login
@@ -80,7 +86,7 @@ struct Up: DbgboxCommand {
         do {
             result = try steps.up(SessionManager.UpRequest(login: login, node: nodeName, identityFile: plan.identityFile,
                                                            options: try SessionOptions(flags: flags).encoded(),
-                                                           foreground: foreground),
+                                                           foreground: foreground, forwards: forwards),
                                   node: operations, tunnels: tunnels)
         } catch {
             interruption.stopWatching()
@@ -98,11 +104,14 @@ struct Up: DbgboxCommand {
             VS Code      code --folder-uri vscode-remote://ssh-remote+\(record.alias)\(me.home)  (or: dbgbox ide vscode \(record.name))
             remove it    dbgbox down \(record.name)
             """)
+        for forward in record.forwards ?? [] { context.say("\(forward.direction == .forward ? "forward" : "reverse")      \(forward.summary)") }
         guard foreground, let request = try chain.request(targetPort: record.targetPort, localPort: record.localPort) else { return }
         // In process: the tunnel runs until Ctrl-C, then the session goes.
         var tunnelError: Error?
         do {
-            try TunnelRunner(context: context).run(request, session: record.name, interruption: interruption)
+            let setup = ForwardSetup(session: record.name, controlPath: manager.controlPath(record.name), user: record.user,
+                                     identityFile: record.identityFile, forwards: record.forwards ?? [])
+            try TunnelRunner(context: context).run(request, session: record.name, interruption: interruption, forwards: setup)
         } catch { tunnelError = error }
         var quiet = manager
         quiet.progress = { _ in }

@@ -11,12 +11,26 @@ public struct DebugAttach: Sendable, Equatable {
     public var localPort: Int
     /// The container folder VS Code's open folder (`${workspaceFolder}`) maps to, when given.
     public var remoteRoot: String?
+    /// The session forwards the port itself (`dbgbox forward`): no ssh command to keep running.
+    public var forwarded: PortForward?
 
-    public init(target: IDETarget, containerPort: Int, localPort: Int, remoteRoot: String? = nil) {
+    public init(target: IDETarget, containerPort: Int, localPort: Int, remoteRoot: String? = nil, forwarded: PortForward? = nil) {
         self.target = target
         self.containerPort = containerPort
         self.localPort = localPort
         self.remoteRoot = remoteRoot
+        self.forwarded = forwarded
+    }
+
+    /// For `containerPort`, through the session's own forward (`.forward`, VS Code's attach) or
+    /// reverse (`.reverse`, PyCharm's debug server) of it when the session `store` records one
+    /// (its LOCAL is the laptop's port); else the laptop's port is the container's.
+    public static func session(_ target: IDETarget, containerPort: Int, direction: PortForward.Direction,
+                               remoteRoot: String? = nil, store: SessionStore?) -> DebugAttach {
+        let record = (try? store?.load(target.name)) ?? nil
+        let forward = (record?.forwards ?? []).first { $0.direction == direction && $0.port == containerPort }
+        return DebugAttach(target: target, containerPort: containerPort, localPort: forward?.local ?? containerPort,
+                           remoteRoot: remoteRoot, forwarded: forward)
     }
 
     /// Checks a port given on the command line.
@@ -122,13 +136,16 @@ public struct DebugAttach: Sendable, Equatable {
     }
 
     private func portSteps(reverse: Bool) -> [String] {
+        if let forwarded {
+            return ["The port: the session forwards it (\(forwarded.summary), `dbgbox status` lists it); nothing else to run."]
+        }
         let argv = (reverse ? reverseArgv : forwardArgv).map(IDEInstructions.quoteIfNeeded).joined(separator: " ")
         let what = reverse
             ? "127.0.0.1:\(containerPort) in the container must reach 127.0.0.1:\(localPort) here (a reverse forward)"
             : "127.0.0.1:\(localPort) here must reach 127.0.0.1:\(containerPort) in the container (a forward)"
         return [
-            "The port: \(what). Until dbgbox forwards ports itself, keep this running in a terminal",
-            "(it rides the session's ssh connection, through the Host block \(alias)):",
+            "The port: \(what). Let the session carry it: dbgbox forward \(target.name) \(reverse ? "--reverse \(localPort):\(containerPort)" : "\(containerPort):\(localPort)")",
+            "(or keep this running in a terminal; it rides the session's ssh connection, through the Host block \(alias)):",
             "  " + argv,
         ]
     }

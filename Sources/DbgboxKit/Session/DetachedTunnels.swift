@@ -45,6 +45,7 @@ public struct DetachedTunnels: SessionTunnelControl {
     public func argv(executable: String, _ launch: TunnelLaunch) -> [String] {
         [executable, "tunnel", "--login", target.login, "--node", target.node, "--port", String(launch.targetPort),
          "--local-port", String(launch.localPort), "--quiet", "--session", launch.name] + target.flags
+            + (launch.forwards?.tunnelFlags ?? [])
     }
 
     public func start(_ launch: TunnelLaunch) throws -> LaunchedTunnel {

@@ -54,12 +54,15 @@ public struct TunnelLaunch: Sendable, Equatable {
     public var targetPort: Int
     public var localPort: Int
     public var logFile: String
+    /// The tunnel's forwarded ports and control channel (issue 15); nil: none.
+    public var forwards: ForwardSetup?
 
-    public init(name: String, targetPort: Int, localPort: Int, logFile: String) {
+    public init(name: String, targetPort: Int, localPort: Int, logFile: String, forwards: ForwardSetup? = nil) {
         self.name = name
         self.targetPort = targetPort
         self.localPort = localPort
         self.logFile = logFile
+        self.forwards = forwards
     }
 }
 
@@ -177,6 +180,8 @@ public struct SessionManager {
     public func logPath(_ name: String) -> String { "\(stateDirectory)/\(name).log" }
     /// The options `down` needs to reach the node again (the ssh flags `up` was given).
     public func optionsPath(_ name: String) -> String { "\(stateDirectory)/\(name).options.json" }
+    /// The tunnel's control socket (`dbgbox forward` talks to it; `ForwardControl`).
+    public func controlPath(_ name: String) -> String { "\(stateDirectory)/\(name).sock" }
 
     public struct UpRequest: Sendable, Equatable {
         public var login: String?
@@ -187,13 +192,17 @@ public struct SessionManager {
         public var options: Data?
         /// Start no background tunnel (the caller runs one in process).
         public var foreground: Bool
+        /// Forwarded ports (LOCALs resolved: `PortForward.resolveLocals`).
+        public var forwards: [PortForward]
 
-        public init(login: String?, node: String?, identityFile: String, options: Data? = nil, foreground: Bool = false) {
+        public init(login: String?, node: String?, identityFile: String, options: Data? = nil, foreground: Bool = false,
+                    forwards: [PortForward] = []) {
             self.login = login
             self.node = node
             self.identityFile = identityFile
             self.options = options
             self.foreground = foreground
+            self.forwards = forwards
         }
     }
 
@@ -234,7 +243,10 @@ public struct SessionManager {
             if !request.foreground {
                 progress("tunnel")
                 undo.append(("tunnel log", { try removeIfPresent(log) }))
-                let started = try tunnels.start(TunnelLaunch(name: name, targetPort: container.port, localPort: localPort, logFile: log))
+                let forwards = ForwardSetup(session: name, controlPath: controlPath(name), user: container.user,
+                                            identityFile: request.identityFile, forwards: request.forwards)
+                let started = try tunnels.start(TunnelLaunch(name: name, targetPort: container.port, localPort: localPort, logFile: log,
+                                                             forwards: forwards))
                 launched = started
                 undo.append(("tunnel", { tunnels.stop(pid: started.pid) }))
                 try checkpoint("tunnel")
@@ -245,7 +257,8 @@ public struct SessionManager {
                 targetPort: container.port, localPort: localPort, tunnelPID: launched?.pid,
                 tunnelStartTime: launched?.startTime, created: clock.now(), expires: container.expires,
                 image: container.image, user: container.user, identityFile: request.identityFile, logFile: log,
-                home: container.home, mounts: container.mounts.isEmpty ? nil : container.mounts, job: container.job)
+                home: container.home, mounts: container.mounts.isEmpty ? nil : container.mounts, job: container.job,
+                forwards: request.forwards.isEmpty ? nil : request.forwards)
             try store.insert(record)
             undo.append(("session record", { try store.remove(name) }))
             try checkpoint("record")
@@ -338,6 +351,7 @@ public struct SessionManager {
         }
         try removeIfPresent(record.logFile)
         try removeIfPresent(optionsPath(name))
+        try removeIfPresent(controlPath(name))
         try store.remove(name)
         return report
     }

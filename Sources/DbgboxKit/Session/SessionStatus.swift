@@ -38,6 +38,8 @@ public struct SessionStatusRow: Encodable, Sendable, Equatable {
     public var job_error: String?
     /// Containers of ended jobs the reaper removed from the job's node during this `status`.
     public var reaped: [String]?
+    /// The session's forwarded ports (`PortForward`: direction, port in the container, local port).
+    public var forwards: [PortForward]
 
     /// The table column of the container's state (`ContainerState.column`).
     public var stateColumn: String
@@ -45,7 +47,7 @@ public struct SessionStatusRow: Encodable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, container, login, node, local_port, node_port, tunnel, tunnel_pid, alive, ttl_left_seconds, expires,
              log, container_state, container_advice, fast_path, job_id, scheduler, job_state, job_scheduler_state,
-             job_reason, job_node, job_time_left, job_error, reaped
+             job_reason, job_node, job_time_left, job_error, reaped, forwards
     }
 
     public init(record r: SessionRecord, tunnel: TunnelState, container: ContainerState, now: Date, fastPath: String) {
@@ -64,6 +66,7 @@ public struct SessionStatusRow: Encodable, Sendable, Equatable {
         container_state = container.field
         container_advice = container.advice(session: r.name, logFile: r.logFile)
         fast_path = fastPath
+        forwards = r.forwards ?? []
         stateColumn = container.column
     }
 
@@ -116,6 +119,9 @@ public struct SessionStatusRow: Encodable, Sendable, Equatable {
         for row in rows {
             let ttl = row.ttl_left_seconds.map { $0 == 0 ? "expired" : TTL.format(seconds: $0) } ?? "none"
             lines.append("\(row.name)\t\(row.container)\t\(row.node ?? "local")\t127.0.0.1:\(row.local_port) → \(row.node_port)\t\(row.tunnel)\t\(row.stateColumn)\t\(ttl)" + (jobs ? "\t\(row.jobColumn)" : ""))
+        }
+        for row in rows where !row.forwards.isEmpty {
+            lines.append("\(row.name) forwards: " + row.forwards.map(\.summary).joined(separator: ", "))
         }
         var notes: [String] = []
         for row in rows {

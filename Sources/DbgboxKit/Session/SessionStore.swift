@@ -36,11 +36,14 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     public var mounts: [PathMapping]?
     /// The scheduler job the container runs in (`up --scheduler`, `up --job`); nil otherwise.
     public var job: SessionJob?
+    /// The session's forwarded ports (`--forward`, `--reverse`, `dbgbox forward`); nil: none.
+    public var forwards: [PortForward]?
 
     public init(name: String, container: String, login: String? = nil, node: String? = nil, gpus: [String] = [],
                 targetPort: Int, localPort: Int, tunnelPID: Int32? = nil, tunnelStartTime: UInt64? = nil,
                 created: Date, expires: Date? = nil, image: String, user: String, identityFile: String, logFile: String,
-                home: String? = nil, mounts: [PathMapping]? = nil, job: SessionJob? = nil) {
+                home: String? = nil, mounts: [PathMapping]? = nil, job: SessionJob? = nil,
+                forwards: [PortForward]? = nil) {
         self.name = name
         self.container = container
         self.login = login
@@ -59,6 +62,7 @@ public struct SessionRecord: Codable, Sendable, Equatable {
         self.home = home
         self.mounts = mounts
         self.job = job
+        self.forwards = forwards
     }
 
     /// `dbgbox-<name>`, the ssh alias and pinned host key alias.

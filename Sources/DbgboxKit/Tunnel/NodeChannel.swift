@@ -43,9 +43,13 @@ public final class NodeChannel: @unchecked Sendable {
     private var outputBytes = 0
     private var ended = false
 
-    init(kind: Kind, wakeEngine: WakeFD) {
+    /// Signalled when an event is queued, for a caller that polls (`take()`) instead of waiting.
+    private let eventWake: WakeFD?
+
+    init(kind: Kind, wakeEngine: WakeFD, eventWake: WakeFD? = nil) {
         self.kind = kind
         self.wakeEngine = wakeEngine
+        self.eventWake = eventWake
     }
 
     // MARK: the caller's side (any thread)
@@ -79,13 +83,31 @@ public final class NodeChannel: @unchecked Sendable {
         let event = events.removeFirst()
         switch event {
         case .stdout(let data), .stderr(let data):
-            let wasFull = outputBytes >= FlowPolicy.nodeChannelBuffer
-            outputBytes -= data.count
-            if wasFull && outputBytes < FlowPolicy.nodeChannelBuffer { wakeEngine.signal() }
+            released(data.count)
         case .closed, .failed:
             break
         }
         return event
+    }
+
+    /// The next event if one is queued, without waiting (a caller that polls `eventWake`).
+    public func take() -> Event? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !events.isEmpty else { return nil }
+        let event = events.removeFirst()
+        if case .stdout(let data) = event { released(data.count) } else if case .stderr(let data) = event { released(data.count) }
+        return event
+    }
+
+    /// Bytes written and not yet taken by the engine (a caller bounds what it queues with it).
+    public var queuedInput: Int { condition.withLock { input.count } }
+
+    /// Under `condition`: output the caller took; wakes the engine when the buffer has room again.
+    private func released(_ count: Int) {
+        let wasFull = outputBytes >= FlowPolicy.nodeChannelBuffer
+        outputBytes -= count
+        if wasFull && outputBytes < FlowPolicy.nodeChannelBuffer { wakeEngine.signal() }
     }
 
     /// Gives the channel up: the engine closes it (the remote command sees its channel close).
@@ -129,5 +151,6 @@ public final class NodeChannel: @unchecked Sendable {
             events.append(event)
             condition.signal()
         }
+        eventWake?.signal()
     }
 }

@@ -568,12 +568,17 @@ final class NodeForwarder: HandOverHop {
 
     private func isSessionError(_ code: Int32) -> Bool {
         if transport.inbox.isClosedAndEmpty { return true }
+        return !Self.isChannelOnly(code)
+    }
+
+    /// Whether a channel call's error concerns that channel only (the session goes on).
+    static func isChannelOnly(_ code: Int32) -> Bool {
         switch code {
         case LIBSSH2_ERROR_CHANNEL_FAILURE, LIBSSH2_ERROR_CHANNEL_CLOSED, LIBSSH2_ERROR_CHANNEL_EOF_SENT,
              LIBSSH2_ERROR_CHANNEL_UNKNOWN, LIBSSH2_ERROR_CHANNEL_OUTOFORDER, LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED:
-            return false
-        default:
             return true
+        default:
+            return false
         }
     }
 

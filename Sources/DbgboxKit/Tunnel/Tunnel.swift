@@ -127,8 +127,9 @@ public final class Tunnel: @unchecked Sendable {
     /// and drives it beside the forwarded connections. Throws when the hops are not connected
     /// (before `start()`, while reconnecting, after `stop()`); a hop that goes down later ends the
     /// channel with `.failed`.
-    public func openNodeChannel(_ kind: NodeChannel.Kind) throws -> NodeChannel {
-        let handle = NodeChannel(kind: kind, wakeEngine: control)
+    /// `eventWake`: signalled whenever the channel has an event, for a caller that polls.
+    public func openNodeChannel(_ kind: NodeChannel.Kind, eventWake: WakeFD? = nil) throws -> NodeChannel {
+        let handle = NodeChannel(kind: kind, wakeEngine: control, eventWake: eventWake)
         guard let forwarder = lock.withLock({ generation?.forwarder }), forwarder.submit(handle) else {
             throw TunnelError(kind: .disconnected, role: .node, hopName: nil, detail: "the node hop is not connected")
         }

@@ -14,8 +14,10 @@ public struct TunnelRunner {
     /// `session`: the session of `dbgbox up` this tunnel serves, named in its log lines.
     /// `interruption`: the caller's, already watching (up's); without one, the tunnel watches
     /// from just before it starts (a signal before that ends dbgbox at once).
+    /// `forwards`: the session's forwarded ports and control channel (their LOCALs are bound
+    /// before `ready:`, so a taken one ends the tunnel with its error).
     public func run(_ request: TunnelRequest, session: String? = nil, quiet: Bool = false,
-                    interruption: Interruption? = nil) throws {
+                    interruption: Interruption? = nil, forwards: ForwardSetup? = nil) throws {
         let (plan, me) = try ChainSetup.plan(request, context: context)
         if let warning = request.bindWarning { context.warn(warning) }
         let console = TunnelConsole(plan: plan, checker: ChainSetup.checker(request, context: context), user: me.name,
@@ -26,11 +28,40 @@ public struct TunnelRunner {
         signals.beginUndoableSteps()
         signals.whenSignalled { _ in tunnel.stop() }
         defer { if interruption == nil { signals.stopWatching() } }
+        let forwarder = try forwards.map { try startForwards($0, tunnel: tunnel, console: console) }
+        defer {
+            forwarder?.control.stop()
+            forwarder?.forwarder.stop()
+        }
         try tunnel.start()
+        forwarder?.forwarder.begin()
         console.startStatus()
         MemoryTuning.releaseStartupPages()
         tunnel.run()
         console.finish()
+    }
+}
+
+extension TunnelRunner {
+    /// The forwarder of the session's ports and its control channel; the forwards' LOCALs bound.
+    func startForwards(_ setup: ForwardSetup, tunnel: Tunnel, console: TunnelConsole)
+        throws -> (forwarder: ContainerForwarder, control: ForwardControlServer) {
+        let pinnedPath = PinnedHostKeys.defaultPath(home: try context.home())
+        guard let pinned = try PinnedHostKeys(path: pinnedPath, fs: context.files).key(for: SessionName.alias(setup.session)) else {
+            throw DbgboxError("no host key pinned for \(SessionName.alias(setup.session)) in \(pinnedPath): run `dbgbox down \(setup.session)` and `dbgbox up …` again")
+        }
+        let target = ContainerForwarder.Target(session: setup.session, targetPort: console.plan.configuration.targetPort,
+                                               user: setup.user, identityFile: setup.identityFile, pinned: pinned)
+        let forwarder = try ContainerForwarder(target: target, tunnel: tunnel) { [weak console] in console?.line($0) }
+        try forwarder.add(setup.forwards, wait: false)
+        let control: ForwardControlServer
+        do {
+            control = try ForwardControlServer(path: setup.controlPath) { forwarder.handle($0) }
+        } catch {
+            forwarder.stop()
+            throw DbgboxError("cannot open the forwards' control socket \(setup.controlPath): \(error)")
+        }
+        return (forwarder, control)
     }
 }
 
@@ -107,6 +138,9 @@ final class TunnelConsole: TunnelDelegate, @unchecked Sendable {
         context.stderr.write(Data("\r\u{1B}[K\(text)".utf8))
         statusShown = true
     }
+
+    /// A line of the forwarder's (`dbgbox: …` on stderr, the session's log).
+    func line(_ text: String) { note(text) }
 
     private func note(_ text: String) {
         lock.lock(); defer { lock.unlock() }
