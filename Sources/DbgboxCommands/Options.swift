@@ -28,17 +28,21 @@ struct HopOptions: ParsableArguments {
 /// Whether `--login` and `--node` must come together when parsed (`ChainOptions.validate`).
 protocol ChainPairing {
     static var pairedWhenParsed: Bool { get }
+    /// What --login's help says of --node.
+    static var loginNote: String { get }
 }
 
 /// Every command but `up`: `--login` and `--node` go together (neither: this machine).
 enum LoginWithNode: ChainPairing {
     static var pairedWhenParsed: Bool { true }
+    static var loginNote: String { "goes with --node" }
 }
 
 /// `up`: either may come from config.yaml, and with a scheduler (`--scheduler`, `--job`) the node
 /// is the one the job gets; `up` checks the pair itself once it knows which.
 enum NodeFoundLater: ChainPairing {
     static var pairedWhenParsed: Bool { false }
+    static var loginNote: String { "goes with --node, or alone with --scheduler or --job" }
 }
 
 /// The chain of every command but `up`.
@@ -49,7 +53,7 @@ typealias ChainOptions = Chain<LoginWithNode>
 /// them, on this machine (`tunnel` and `up` need them, or config.yaml's login:/node: for up).
 /// `Pairing` says whether the pair is checked when parsed (`up` checks it itself).
 struct Chain<Pairing: ChainPairing>: ParsableArguments {
-    @Option(help: ArgumentHelp("The login host: [USER@]HOST[:PORT] or a Host alias (goes with --node).", valueName: "host"))
+    @Option(help: ArgumentHelp("The login host: [USER@]HOST[:PORT] or a Host alias (\(Pairing.loginNote)).", valueName: "host"))
     var login: String?
 
     @Option(help: ArgumentHelp("The node, as the login host reaches it: [USER@]HOST[:PORT] or a Host alias (goes with --login).", valueName: "host"))
