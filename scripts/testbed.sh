@@ -90,9 +90,10 @@ require_tools() {
   done
 }
 
-# Serialize every command on this script's own file: concurrent up/down never interleave,
-# and no lock file is left behind.
-exec 9<"${BASH_SOURCE[0]}"
+# Serialize every command on one machine-wide lock file: concurrent up/down never interleave, also
+# between copies of this script in different checkouts (the hosts are the machine's, not the copy's).
+mkdir -p /run/lock
+exec 9>>/run/lock/dbgbox-testbed.lock
 flock 9
 
 ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$1"; }
