@@ -57,8 +57,16 @@ if ! docker info >/dev/null 2>&1; then
   done
   docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/dbgbox-dockerd.log"; exit 1; }
 fi
-if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"nvidia"'; then
-  log "dockerd runs without a runtime named nvidia (it was started before $DAEMON_JSON had one): restart dockerd to load it; the --gpu-runtime nvidia tests need it"
+has_nvidia_runtime() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"nvidia"'; }
+if ! has_nvidia_runtime && [ -e "$DAEMON_JSON" ] && grep -q '"nvidia"' "$DAEMON_JSON"; then
+  # Started before daemon.json had it: runtimes are among what dockerd reloads on SIGHUP (no
+  # restart, running containers stay).
+  log "dockerd runs without the runtime nvidia of $DAEMON_JSON: reloading its configuration (SIGHUP)"
+  as_root pkill -HUP -x dockerd || true
+  for _ in $(seq 1 20); do has_nvidia_runtime && break; sleep 0.25; done
+fi
+if ! has_nvidia_runtime; then
+  log "dockerd runs without a runtime named nvidia: add it to $DAEMON_JSON and restart dockerd; the --gpu-runtime nvidia tests need it"
 fi
 
 # The local base image: debootstrap minbase piped into docker import, built once.
