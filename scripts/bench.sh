@@ -34,6 +34,7 @@
 #   --rounds N   rounds per metric (default 3)
 #   DBGBOX_BIN=/path/to/dbgbox   use this binary instead of building the release one (.build-bench)
 #   BENCH_KEEP=1                 keep the work directory (logs) at the end
+#   BENCH_USER_ONLY=a,b          user part: only these metrics (new_ssh, sftp, cat, forward), e.g. forward
 # Brings the testbed up if it is down and takes it down at the end only then. Network: the testbed's
 # addresses and loopback only. Everything it starts is killed on exit. Full, 3 rounds: about 8 minutes.
 set -euo pipefail
@@ -170,7 +171,7 @@ user_part_cleanup() {
 
 # The user part's config for bench_tool.py: argv OUT HOSTCFG NAME USER NODEPORT LF1 LF2 QUICK ROUNDS WORK SKIP NJ JOPTS... SOPTS...
 USER_CONFIG_PY='
-import json, sys
+import json, os, sys
 out, cfg, name, user, nport, lf1, lf2, quick, rounds, work, skip, nj = sys.argv[1:13]
 rest = sys.argv[13:]
 jopts, sopts = rest[:int(nj)], rest[int(nj):]
@@ -187,7 +188,8 @@ sides = {
 with open(out, "w") as f:
     json.dump({"sides": sides, "order": ["dbgbox", "dbgbox, no sharing", "ssh -J", "ssh -J, ControlMaster"],
                "dbgbox": "dbgbox", "plain": "ssh -J", "shared": "ssh -J, ControlMaster",
-               "quick": bool(quick), "rounds": int(rounds), "work": work, "forward_skip": skip or None}, f, indent=1)
+               "quick": bool(quick), "rounds": int(rounds), "work": work, "forward_skip": skip or None,
+               "only": [x for x in os.environ.get("BENCH_USER_ONLY", "").split(",") if x] or None}, f, indent=1)
 '
 
 user_part() {

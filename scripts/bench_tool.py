@@ -731,6 +731,7 @@ def cmd_user(a):
     cat_bytes = (128 if quick else 1024) * MiB
     http_n = 500 if quick else 2000
     res = {}
+    only = set(cfg.get("only") or ["new_ssh", "sftp", "cat", "forward"])
 
     def each_round(names, title, fn, show):
         out = {n: [] for n in names}
@@ -763,7 +764,7 @@ def cmd_user(a):
         return u_new_ssh(sides[n]["ssh"], k)
 
     newssh = each_round(names, "new `ssh HOST true`", one_round,
-                        lambda r: "x%d p50 %.1f ms  p90 %.1f ms" % (r["count"], r["p50_ms"], r["p90_ms"]))
+                        lambda r: "x%d p50 %.1f ms  p90 %.1f ms" % (r["count"], r["p50_ms"], r["p90_ms"])) if "new_ssh" in only else {}
     res["new_ssh"] = {}
     for n, v in newssh.items():
         pooled = [x for r in v for x in r.get("samples", [])]
@@ -774,21 +775,23 @@ def cmd_user(a):
     # (b) sftp and (c) cat: dbgbox against plain ssh -J.
     pair = [n for n in names if sides[n].get("bulk")]
     tree = os.path.join(work, "tree")
-    if not os.path.isdir(tree):
+    if "sftp" in only and not os.path.isdir(tree):
         made = make_tree(tree, files, total)
         print("  generated tree: %d files, %.1f MiB in %s" % (made[0], made[1] / MiB, tree), flush=True)
-    sftp = each_round(pair, "sftp tree %d files %d MiB" % (files, total // MiB),
+    sftp = {} if "sftp" not in only else each_round(pair, "sftp tree %d files %d MiB" % (files, total // MiB),
                       lambda n: u_sftp(sides[n], tree, work, n.replace(" ", "").replace("-", ""), files, total),
                       lambda r: "up %.1f MiB/s (%.2f s)  down %.1f MiB/s (%.2f s)" % (r["up_mibs"], r["up_s"], r["down_mibs"], r["down_s"]))
     res["sftp"] = {n: {"up_mibs": med(v, "up_mibs"), "down_mibs": med(v, "down_mibs"), "rounds": [r.get("up_mibs") for r in v]}
                    for n, v in sftp.items()}
-    cat = each_round(pair, "%d MiB through `ssh HOST cat`" % (cat_bytes // MiB), lambda n: u_cat(sides[n]["ssh"], cat_bytes),
+    cat = {} if "cat" not in only else each_round(pair, "%d MiB through `ssh HOST cat`" % (cat_bytes // MiB), lambda n: u_cat(sides[n]["ssh"], cat_bytes),
                      lambda r: "%.1f MiB/s (%.2f s)" % (r["mibs"], r["seconds"]))
     res["cat"] = {n: {"mibs": med(v, "mibs"), "rounds": [r.get("mibs") for r in v]} for n, v in cat.items()}
 
     # (d) forwarded port.
     fwd = {n: sides[n]["forward_port"] for n in pair if sides[n].get("forward_port")}
-    if len(fwd) == len(pair):
+    if "forward" not in only:
+        pass
+    elif len(fwd) == len(pair):
         http = each_round(pair, "forwarded port %d x (1 KiB, 64 KiB)" % http_n, lambda n: u_http(fwd[n], http_n),
                           lambda r: "p50 %.0f µs  p90 %.0f µs  all %.2f s" % (r["p50_us"], r["p90_us"], r["total_s"]))
         res["http"] = {n: {"p50_us": med(v, "p50_us"), "total_s": med(v, "total_s"), "rounds": [r.get("total_s") for r in v]}

@@ -48,6 +48,19 @@ final class PortForwardTests: XCTestCase {
         }
     }
 
+    func testDuplicateNamesTheSession() {
+        let old = PortForward(.forward, port: 8000, local: 18000)
+        let new = PortForward(.forward, port: 8000, local: 18001)
+        XCTAssertThrowsError(try PortForward.resolveLocals([new], existing: [old], session: "s1", probe: Probe(taken: []))) { error in
+            XCTAssertEqual(error as? ForwardError, .duplicate(new: new, existing: old, session: "s1"))
+            XCTAssertTrue("\(error)".contains("(dbgbox forward s1 --remove 8000)"), "\(error)")
+            XCTAssertFalse("\(error)".contains("NAME"), "\(error)")
+        }
+        XCTAssertThrowsError(try PortForward.resolveLocals([old, new], probe: Probe(taken: []))) { error in
+            XCTAssertEqual("\(error)", "--forward \(new.spec) clashes with \(old.summary) given too: choose other ports")
+        }
+    }
+
     func testRecordAndStatusRows() throws {
         var record = SessionRecord(name: "s1", container: "s1", targetPort: 2201, localPort: 2201, created: Date(timeIntervalSince1970: 0),
                                    image: "i", user: "u", identityFile: "/k", logFile: "/l")

@@ -117,7 +117,7 @@ public final class ContainerForwarder: @unchecked Sendable {
 
     private func addOne(_ forward: PortForward, wait: Bool) throws -> PortForward {
         if let (_, old) = PortForward.firstClash([forward], existing: forwards) {
-            throw ForwardError.duplicate(new: forward, existing: old)
+            throw ForwardError.duplicate(new: forward, existing: old, session: target.session)
         }
         switch forward.direction {
         case .forward:
@@ -136,7 +136,7 @@ public final class ContainerForwarder: @unchecked Sendable {
             }
             if let clash {
                 Glibc.close(fd)
-                throw ForwardError.duplicate(new: forward, existing: clash)
+                throw ForwardError.duplicate(new: forward, existing: clash, session: target.session)
             }
             startIfNeeded()
             wake.signal()
@@ -329,8 +329,8 @@ final class ContainerSessionPump {
     private let upScratch = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.upChunk, alignment: 16)
     private let downScratch = UnsafeMutableRawPointer.allocate(byteCount: FlowPolicy.downChunk, alignment: 16)
     private var progressed = false
-    /// What the carrier may hold unsent before laptop sockets are no longer read.
-    private static let carrierHighWater = 1 << 20
+    /// The listeners the last poll found readable (nil: not polled, try them all).
+    private var readyListeners: Set<Int32>?
 
     init(owner: ContainerForwarder) { self.owner = owner }
 
@@ -342,15 +342,13 @@ final class ContainerSessionPump {
     func run() throws {
         let target = owner.target
         do {
-            carrier = try owner.tunnelEngine.openNodeChannel(.directTCPIP(host: "127.0.0.1", port: target.targetPort),
-                                                             eventWake: owner.wakeFD)
+            carrier = try owner.tunnelEngine.openCarrier(host: "127.0.0.1", port: target.targetPort, eventWake: owner.wakeFD)
         } catch {
             throw PumpFailure(reason: "waiting for the tunnel (\(error))")
         }
         defer { carrier.close() }
-        transport = try SessionTransport(carrierWake: owner.wakeFD, highWater: FlowPolicy.queueHighWater)
-        transport.inboxWaker = WakeWhenEmpty(nil)
-        transport.outboxWaker = WakeWhenEmpty(nil)
+        guard let carried = carrier.transport else { throw PumpFailure(reason: "the carrier has no transport") }
+        transport = carried
         let deadline = Date().addingTimeInterval(15)
         session = try NonBlockingSSHSession(transport: transport) { [unowned self] _ in try self.setupWait(deadline) }
         defer { teardown() }
@@ -377,41 +375,34 @@ final class ContainerSessionPump {
         try loop()
     }
 
-    /// Setup-time waiting: move the carrier's bytes, then sleep on the wake fd.
+    /// Setup-time waiting: sleep on the wake fd and the transport's inbox.
     private func setupWait(_ deadline: Date) throws {
         if owner.stopRequested { throw PumpFailure(reason: "stopped") }
         if !moveCarrier() { throw PumpFailure(reason: "the channel to the container closed: \(carrierEnd ?? "")") }
         if !transport.inbox.isEmpty { return }
         let left = deadline.timeIntervalSinceNow
         if left <= 0 { throw PumpFailure(reason: "the container's sshd did not answer within 15 s") }
-        var fd = pollfd(fd: owner.wakeFD.fd, events: Int16(POLLIN), revents: 0)
-        _ = poll(&fd, 1, Int32(min(left, 1) * 1000) + 1)
-        owner.wakeFD.drain()
+        var fds = [pollfd(fd: owner.wakeFD.fd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: transport.fd, events: Int16(POLLIN), revents: 0)]
+        _ = poll(&fds, 2, Int32(min(left, 1) * 1000) + 1)
+        if fds[0].revents != 0 { owner.wakeFD.drain() }
+        if fds[1].revents != 0 { transport.inboxWake?.drain() }
         if !moveCarrier() { throw PumpFailure(reason: "the channel to the container closed: \(carrierEnd ?? "")") }
     }
 
-    /// Outbox → carrier, carrier events → inbox. False once the carrier ended (`carrierEnd`).
+    /// The carrier's end, if it came (the node hop moves the bytes itself: `NodeChannel.transport`).
+    /// False once the carrier ended (`carrierEnd`) and its last bytes were read.
     @discardableResult
     private func moveCarrier() -> Bool {
         guard let carrier: NodeChannel = carrier else { return false }
-        while transport.outbox.count > 0 {
-            let data = transport.outbox.withFront { pointer, count in (Data(bytes: pointer, count: count), count) }
-            carrier.write(data)
-            progressed = true
-        }
-        while carrierEnd == nil && !transport.inbox.isAboveHighWater, let event = carrier.take() {
+        while carrierEnd == nil, let event = carrier.take() {
             switch event {
-            case .stdout(let data):
-                data.withUnsafeBytes { transport.deliver($0.baseAddress!, count: $0.count) }
-                progressed = true
-            case .stderr:
+            case .stdout, .stderr:
                 break
             case .closed:
                 carrierEnd = "the container's sshd closed the connection"
-                transport.carrierClosed()
             case .failed(let why):
                 carrierEnd = why
-                transport.carrierClosed()
             }
         }
         return carrierEnd == nil || !transport.inbox.isEmpty
@@ -437,13 +428,15 @@ final class ContainerSessionPump {
             let (locals, reverses, retired) = owner.snapshot()
             for fd in retired { Glibc.close(fd) }
 
-            let full = transport.outbox.isAboveHighWater || carrier.queuedInput > Self.carrierHighWater
+            let full = transport.outbox.isAboveHighWater
             if !full {
-                for entry in locals {
+                // Only the listeners the last poll found readable (all on the first pass).
+                for entry in locals where readyListeners?.contains(entry.listener) ?? true {
                     while let (fd, _) = SocketIO.accept(entry.listener) {
                         waitingOpen.append(ContainerConnection(fd: fd, forward: entry.forward))
                         progressed = true
                     }
+                    readyListeners?.remove(entry.listener)
                 }
             }
             try openChannels()
@@ -455,24 +448,41 @@ final class ContainerSessionPump {
                 throw PumpFailure(reason: "container session: \(error)")
             }
             if !moveCarrier() { throw PumpFailure(reason: "the channel to the container closed: \(carrierEnd ?? "")") }
-            if progressed || transport.received != received || !transport.inbox.isEmpty && !transport.inbox.isClosed { continue }
-            sleep(locals: locals, keepalive: nextKeepalive, throttled: full)
+            if progressed || transport.received != received { continue }
+            // Input no call took (a laptop socket is full, an open waits): look again soon.
+            let unread = !transport.inbox.isEmpty && !transport.inbox.isClosed
+            sleep(locals: locals, keepalive: nextKeepalive, throttled: full || unread)
         }
     }
 
     private func sleep(locals: [ContainerForwarder.LocalEntry], keepalive: Int, throttled: Bool) {
-        var fds = [pollfd(fd: owner.wakeFD.fd, events: Int16(POLLIN), revents: 0)]
+        var fds = [pollfd(fd: owner.wakeFD.fd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: transport.fd, events: Int16(POLLIN), revents: 0)]
+        let firstListener = fds.count
         if !throttled { for entry in locals { fds.append(pollfd(fd: entry.listener, events: Int16(POLLIN), revents: 0)) } }
+        let firstClient = fds.count
+        var polled: [ContainerConnection] = []
         for c in connections where c.link.channel != nil {
             var events: Int16 = 0
             if c.link.up.isEmpty && !c.link.upEOF && !throttled { events |= Int16(POLLIN) }
             if !c.link.down.isEmpty { events |= Int16(POLLOUT) }
-            if events != 0 { fds.append(pollfd(fd: c.link.fd, events: events, revents: 0)) }
+            if events != 0 { fds.append(pollfd(fd: c.link.fd, events: events, revents: 0)); polled.append(c) }
         }
         var timeout = Int32(max(1, keepalive) * 1000)
         if throttled || asking != nil || opening != nil || cancelling != nil || !closing.isEmpty { timeout = min(timeout, 5) }
-        _ = poll(&fds, nfds_t(fds.count), timeout)
+        let n = poll(&fds, nfds_t(fds.count), timeout)
+        for c in connections { c.link.clientReadable = true }
+        if n < 0 {
+            readyListeners = nil
+            return
+        }
         if fds[0].revents != 0 { owner.wakeFD.drain() }
+        if fds[1].revents != 0 { transport.inboxWake?.drain() }
+        readyListeners = throttled ? nil : Set(fds[firstListener..<firstClient].filter { $0.revents != 0 }.map(\.fd))
+        // A client asked for POLLIN is readable only if poll said so (a recv would say EAGAIN).
+        for (c, fd) in zip(polled, fds[firstClient...]) where fd.events & Int16(POLLIN) != 0 {
+            c.link.clientReadable = fd.revents != 0
+        }
     }
 
     private func sessionFailure(_ call: String, _ code: Int32) -> PumpFailure {
@@ -586,8 +596,10 @@ final class ContainerSessionPump {
         }
         // Laptop → container.
         for _ in 0..<FlowPolicy.roundsPerConnection {
-            if c.link.up.isEmpty && !c.link.upEOF && !holdUp {
+            if c.link.up.isEmpty && !c.link.upEOF && !holdUp && c.link.clientReadable {
                 let n = Glibc.recv(c.link.fd, c.link.up.space(upScratch), FlowPolicy.upChunk, 0)
+                // A short read took all there was.
+                if n < FlowPolicy.upChunk { c.link.clientReadable = false }
                 if n > 0 { c.link.up.filled(n); progressed = true } else if n == 0 { c.link.upEOF = true; progressed = true } else if errno != EAGAIN && errno != EINTR {
                     c.link.error = "failed"
                     return
@@ -611,7 +623,12 @@ final class ContainerSessionPump {
         // Container → laptop.
         for _ in 0..<FlowPolicy.roundsPerConnection {
             if c.link.down.isEmpty && !c.link.downEOF {
-                let n = channel.read(into: c.link.down.space(downScratch), count: FlowPolicy.downChunk)
+                // A slice per read, as on the node hop: each reaches the laptop while the node hop
+                // files the next (the bound ends with the read).
+                let space = c.link.down.space(downScratch)
+                let n = transport.withReadAllowance(FlowPolicy.channelReadSlice) {
+                    channel.read(into: space, count: FlowPolicy.downChunk)
+                }
                 if n > 0 { c.link.down.filled(n); progressed = true } else if n == 0 || n == Int(NonBlockingSSHSession.again) {
                     if channel.isEOF { c.link.downEOF = true; progressed = true }
                 } else if isSessionError(Int32(n)) {

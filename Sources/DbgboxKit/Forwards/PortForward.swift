@@ -101,7 +101,8 @@ extension Character {
 public enum ForwardError: UserFacingError, Equatable {
     case badSpec(option: String, text: String, why: String)
     case localTaken(port: Int, why: String)
-    case duplicate(new: PortForward, existing: PortForward)
+    /// `session`: the running session whose forward it clashes with (nil: two new ones clash).
+    case duplicate(new: PortForward, existing: PortForward, session: String?)
     case deadSession(name: String)
     case notForwarded(name: String, port: Int)
     case refusedInContainer(PortForward, why: String)
@@ -113,9 +114,10 @@ public enum ForwardError: UserFacingError, Equatable {
             return "\(option) \(text): \(why)"
         case .localTaken(let port, let why):
             return "cannot listen on 127.0.0.1:\(port) (\(why)): another program uses it; choose another LOCAL (PORT:LOCAL) or PORT:auto"
-        case .duplicate(let new, let existing):
+        case .duplicate(let new, let existing, let session):
             let what = new.direction == .forward ? "--forward \(new.spec)" : "--reverse \(new.spec)"
-            return "\(what) clashes with the session's \(existing.summary): remove that one first (dbgbox forward NAME --remove \(existing.port)) or choose other ports"
+            guard let session else { return "\(what) clashes with \(existing.summary) given too: choose other ports" }
+            return "\(what) clashes with session \(session)'s \(existing.summary): remove that one first (dbgbox forward \(session) --remove \(existing.port)) or choose other ports"
         case .deadSession(let name):
             return "session \(name) has no running tunnel: run `dbgbox down \(name)`, then `dbgbox up …` again"
         case .notForwarded(let name, let port):

@@ -30,11 +30,14 @@ public struct ForwardSetup: Sendable, Equatable {
 
 extension PortForward {
     /// Checks the laptop side of new forwards before anything is made (`up`): each LOCAL free
-    /// (`probe`), `auto` replaced by a free port, no two clashing. Throws `ForwardError`.
-    public static func resolveLocals(_ forwards: [PortForward], existing: [PortForward] = [],
+    /// (`probe`), `auto` replaced by a free port, no two clashing. `existing`: session `session`'s
+    /// forwards. Throws `ForwardError`.
+    public static func resolveLocals(_ forwards: [PortForward], existing: [PortForward] = [], session: String? = nil,
                                      probe: PortProbe = BindPortProbe(),
                                      freePort: () throws -> Int = LoopbackPortFinder.freePort) throws -> [PortForward] {
-        if let (new, old) = firstClash(forwards, existing: existing) { throw ForwardError.duplicate(new: new, existing: old) }
+        if let (new, old) = firstClash(forwards, existing: existing) {
+            throw ForwardError.duplicate(new: new, existing: old, session: existing.contains(old) ? session : nil)
+        }
         var resolved: [PortForward] = []
         for var forward in forwards {
             if forward.direction == .forward {
@@ -76,7 +79,7 @@ public struct SessionForwards {
     public func add(_ forwards: [PortForward], to name: String) throws -> [PortForward] {
         let record = try running(name)
         if let (new, old) = PortForward.firstClash(forwards, existing: record.forwards ?? []) {
-            throw ForwardError.duplicate(new: new, existing: old)
+            throw ForwardError.duplicate(new: new, existing: old, session: record.forwards?.contains(old) == true ? name : nil)
         }
         let reply = try send(ForwardControlRequest(op: .add, forwards: forwards), manager.controlPath(name), name)
         if let error = reply.error { throw DbgboxError(error) }

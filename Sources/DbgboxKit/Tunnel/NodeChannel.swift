@@ -46,10 +46,19 @@ public final class NodeChannel: @unchecked Sendable {
     /// Signalled when an event is queued, for a caller that polls (`take()`) instead of waiting.
     private let eventWake: WakeFD?
 
-    init(kind: Kind, wakeEngine: WakeFD, eventWake: WakeFD? = nil) {
+    /// A carrier for a nested SSH session (`Tunnel.openCarrier`): the node hop moves the bytes
+    /// between the channel and this transport's queues itself, with no copy into `Data` and no
+    /// event per read. The session's SEND fills `outbox`, which wakes the node hop when it was
+    /// empty; the node hop reads the channel into `inbox`, which wakes the session's thread (its
+    /// `fd`) when it was empty, and stops reading while `inbox` is above its high-water mark
+    /// (taking below it wakes the node hop again). Only `.closed` and `.failed` are events then.
+    public let transport: SessionTransport?
+
+    init(kind: Kind, wakeEngine: WakeFD, eventWake: WakeFD? = nil, carrying: Bool = false) throws {
         self.kind = kind
         self.wakeEngine = wakeEngine
         self.eventWake = eventWake
+        transport = carrying ? try SessionTransport(carrierWake: wakeEngine, highWater: FlowPolicy.queueHighWater) : nil
     }
 
     // MARK: the caller's side (any thread)
@@ -142,6 +151,12 @@ public final class NodeChannel: @unchecked Sendable {
     var outputFull: Bool { condition.withLock { outputBytes >= FlowPolicy.nodeChannelBuffer } }
 
     func deliver(_ event: Event) {
+        if let transport {
+            switch event {
+            case .closed, .failed: transport.carrierClosed()
+            case .stdout, .stderr: break
+            }
+        }
         condition.withLock {
             guard !ended else { return }
             switch event {

@@ -638,6 +638,8 @@ final class ChannelJob {
     var started = false
     /// Input taken from the handle that a write did not take yet (repeated as it is).
     var pending: Data?
+    /// A carrier's write that said EAGAIN: its length, repeated as it was.
+    var pendingLength: Int?
     var eofSent = false
     /// The peer sent EOF and everything before it was delivered.
     var downEOF = false
@@ -722,6 +724,7 @@ extension NodeForwarder {
     /// handle while its caller keeps up, and its end once the peer closed. Returns a session failure.
     fileprivate func pumpJob(_ job: ChannelJob) -> String? {
         guard let channel = job.channel else { return nil }
+        if let inner = job.handle.transport { return pumpCarrier(job, channel, inner) }
         if job.handle.isAbandoned {
             _ = channel.close()
             retire(job, .failed("closed"))
@@ -791,6 +794,77 @@ extension NodeForwarder {
             }
         } else if !job.handle.outputFull {
             interested = true
+        }
+        return nil
+    }
+
+    /// Moves what can move for a channel that carries a nested session (`NodeChannel.transport`):
+    /// the session's outbox straight into the channel, the channel's data straight into the
+    /// session's inbox (a slice per read, as for connections) while it is below its high-water
+    /// mark. The transport's wakers wake the session's thread and this hop's only when a queue was
+    /// empty (or drops below its mark). Returns a session failure.
+    fileprivate func pumpCarrier(_ job: ChannelJob, _ channel: SSHChannel, _ inner: SessionTransport) -> String? {
+        // Input: what the nested session sent (its disconnect too, before an abandon closes it).
+        while !job.downEOF && !transport.outbox.isAboveHighWater {
+            var written = 0
+            let queued = inner.outbox.withFront { pointer, count -> (Int, Int) in
+                guard count > 0 else { return (0, 0) }
+                // A write that said EAGAIN is repeated with the same length (the front stays put:
+                // only this thread takes from it).
+                let length = job.pendingLength ?? Swift.min(count, SSHChannel.maxWrite)
+                written = channel.write(pointer, count: length)
+                return (count, Swift.max(written, 0))
+            }
+            if queued == 0 { break }
+            if written > 0 { job.pendingLength = nil; continue }
+            if written == 0 || written == Int(NonBlockingSSHSession.again) {
+                job.pendingLength = job.pendingLength ?? Swift.min(queued, SSHChannel.maxWrite)
+                interested = true
+                break
+            }
+            if isSessionError(Int32(written)) { return describe(session.lastError("libssh2_channel_write_ex", code: Int32(written))) }
+            job.downEOF = channel.isEOF
+            break
+        }
+        if job.handle.isAbandoned {
+            _ = channel.close()
+            retire(job, .failed("closed"))
+            return nil
+        }
+        // Output, while the nested session keeps up.
+        var rounds = 0
+        while !job.downEOF && !inner.inbox.isAboveHighWater {
+            if rounds == FlowPolicy.roundsPerConnection { moreBuffered = true; break }
+            rounds += 1
+            let n = transport.withReadAllowance(FlowPolicy.channelReadSlice) {
+                channel.read(into: downScratch, count: FlowPolicy.downChunk, stream: 0)
+            }
+            if n > 0 {
+                inner.deliver(downScratch, count: n)
+                continue
+            }
+            if n == 0 || n == Int(NonBlockingSSHSession.again) {
+                if channel.isEOF {
+                    job.downEOF = true
+                } else if transport.allowanceSpent {
+                    interested = true
+                    moreBuffered = true
+                } else {
+                    interested = true
+                    drainedAt = Swift.min(drainedAt, transport.received)
+                }
+                break
+            }
+            if isSessionError(Int32(n)) { return describe(session.lastError("libssh2_channel_read_ex", code: Int32(n))) }
+            retire(job, .failed(session.lastError("libssh2_channel_read_ex", code: Int32(n)).message))
+            return nil
+        }
+        if job.downEOF {
+            if transport.withReadAllowance(FlowPolicy.channelReadSlice, { channel.isClosedByPeer }) {
+                retire(job, .closed(nil))
+            } else {
+                interested = true
+            }
         }
         return nil
     }

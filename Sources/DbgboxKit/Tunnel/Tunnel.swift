@@ -129,7 +129,17 @@ public final class Tunnel: @unchecked Sendable {
     /// channel with `.failed`.
     /// `eventWake`: signalled whenever the channel has an event, for a caller that polls.
     public func openNodeChannel(_ kind: NodeChannel.Kind, eventWake: WakeFD? = nil) throws -> NodeChannel {
-        let handle = NodeChannel(kind: kind, wakeEngine: control, eventWake: eventWake)
+        try submit(NodeChannel(kind: kind, wakeEngine: control, eventWake: eventWake))
+    }
+
+    /// A direct-tcpip channel from the node to host:port that carries a nested SSH session: the
+    /// session runs on `handle.transport` (see `NodeChannel.transport`), whose queues the node hop
+    /// fills and drains directly. `eventWake` hears the channel's end.
+    public func openCarrier(host: String, port: Int, eventWake: WakeFD) throws -> NodeChannel {
+        try submit(NodeChannel(kind: .directTCPIP(host: host, port: port), wakeEngine: control, eventWake: eventWake, carrying: true))
+    }
+
+    private func submit(_ handle: NodeChannel) throws -> NodeChannel {
         guard let forwarder = lock.withLock({ generation?.forwarder }), forwarder.submit(handle) else {
             throw TunnelError(kind: .disconnected, role: .node, hopName: nil, detail: "the node hop is not connected")
         }
