@@ -6,13 +6,15 @@
 #
 # Which tests: the unit tests (DbgboxKitTests: the fast path's self-test, the session and file
 # code), the tunnel engine and its fault suite in-process (TunnelEngineTests, TunnelFaultTests),
-# and up/down (UpDownTests) with a sanitizer build of dbgbox as the installed binary. The rest
+# up/down (UpDownTests), the forwards' container session and its thread (ForwardTests) and exec
+# channels on the engine's node session (RemoteOperationTests), with a sanitizer build of dbgbox as
+# the installed binary. The rest
 # (image builds, IDE output, config differentials) exercise neither C nor threads beyond these.
 # Fails when a test fails or a sanitizer reports anything. LeakSanitizer is off: everything it
 # reports here is Foundation's or XCTest's (see Sources/CSanitizerDefaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FILTER="${DBGBOX_SANITIZER_FILTER:-DbgboxKitTests|TunnelEngineTests|TunnelFaultTests|UpDownTests}"
+FILTER="${DBGBOX_SANITIZER_FILTER:-DbgboxKitTests|TunnelEngineTests|TunnelFaultTests|UpDownTests|ForwardTests|RemoteOperationTests}"
 status=0
 for san in address thread; do
   scratch=".build-$san"
