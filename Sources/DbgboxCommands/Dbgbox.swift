@@ -10,7 +10,9 @@ public struct Dbgbox: ParsableCommand {
         abstract: "Attach your laptop's IDE to a Docker container on a cluster GPU node.",
         discussion: """
         From the laptop, in one command: dbgbox keygen; dbgbox up --login LOGIN --node NODE --gpu V \
-        --port auto --base IMAGE; then ssh dbgbox-NAME (or PyCharm / VS Code: dbgbox ide pycharm NAME); \
+        --port auto --base IMAGE, or with the cluster's scheduler: dbgbox up --scheduler slurm|pbs \
+        --login LOGIN --gpus 1 (the job gets the node and its GPUs); then ssh dbgbox-NAME (or PyCharm / \
+        VS Code: dbgbox ide pycharm NAME); dbgbox forward NAME 6006 for TensorBoard and friends; \
         dbgbox down NAME when done. Step by step: image create, container create|list|rm, tunnel and \
         cleanup (with --login/--node they run docker on the node through the libssh2 chain).
         """,
