@@ -151,3 +151,17 @@ private struct Recorder: @unchecked Sendable {
         return login
     }
 }
+
+extension XCTestCase {
+    /// Each argv is refused: a non-zero exit, nothing on stdout, and one error line containing its
+    /// needle.
+    func assertRefusedInOneLine(_ cases: [([String], String)]) throws {
+        for (args, needle) in cases {
+            let h = try CommandHarness(self)
+            let code = h.run(args)
+            XCTAssertNotEqual(code, 0, "\(args)")
+            XCTAssertEqual(h.stdout.text, "", "\(args): stdout must stay empty")
+            XCTAssertTrue(h.errorLine().contains(needle), "\(args): \(h.stderr.text) lacks \(needle)")
+        }
+    }
+}

@@ -68,13 +68,7 @@ final class CommandParsingTests: XCTestCase {
             (["ide", "vscode", "x", "relative/path"], "relative/path"),
             (["tunnelx"], "tunnelx"),
         ]
-        for (args, needle) in cases {
-            let h = try CommandHarness(self)
-            let code = h.run(args)
-            XCTAssertNotEqual(code, 0, "\(args)")
-            XCTAssertEqual(h.stdout.text, "", "\(args): stdout must stay empty")
-            XCTAssertTrue(h.errorLine().contains(needle), "\(args): \(h.stderr.text) lacks \(needle)")
-        }
+        try assertRefusedInOneLine(cases)
     }
 
     func testRootMustNameAUser() throws {

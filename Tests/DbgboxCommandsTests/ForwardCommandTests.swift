@@ -47,13 +47,7 @@ final class ForwardCommandTests: XCTestCase {
             (["forward", "nosuch", "6006"], "no session named nosuch"),
             (["forward", "nosuch", "--remove", "6006"], "no session named nosuch"),
         ]
-        for (args, needle) in cases {
-            let h = try CommandHarness(self)
-            let code = h.run(args)
-            XCTAssertNotEqual(code, 0, "\(args)")
-            XCTAssertEqual(h.stdout.text, "", "\(args): stdout must stay empty")
-            XCTAssertTrue(h.errorLine().contains(needle), "\(args): \(h.stderr.text) lacks \(needle)")
-        }
+        try assertRefusedInOneLine(cases)
     }
 
     func testForwardHelpHasItsUsage() throws {
