@@ -24,14 +24,18 @@ for san in address thread; do
   DBGBOX_SCRATCH="$scratch" bash scripts/install.sh --debug --sanitize "$san" --prefix "$prefix"
   log="$(mktemp "/tmp/dbgbox-$san-log.XXXXXX")"
   echo "sanitizers: $san: building and running $FILTER" >&2
+  # Bounded in time, line buffered, output to a file (see scripts/bounded.sh).
   ASAN_OPTIONS=detect_leaks=0 DBGBOX_SANITIZER="$san" DBGBOX_BIN="$prefix/bin/dbgbox" \
-    swift test --disable-swift-testing --scratch-path "$scratch" "${flags[@]}" --filter "$FILTER" 2>&1 | tee "$log" || status=1
+    bash scripts/bounded.sh "${DBGBOX_SANITIZER_LIMIT:-1200}" "$log" \
+    stdbuf -oL -eL swift test --disable-swift-testing --scratch-path "$scratch" "${flags[@]}" --filter "$FILTER" || status=1
   if grep -qE "ERROR: AddressSanitizer|WARNING: ThreadSanitizer|ERROR: ThreadSanitizer" "$log"; then
     echo "sanitizers: $san: REPORTED (see above)"
     status=1
   else
     echo "sanitizers: $san: no report"
   fi
+  # scripts/test.sh counts the per-test results of every run in its own log.
+  [ -z "${DBGBOX_RUN_LOG:-}" ] || cat "$log" >>"$DBGBOX_RUN_LOG"
   rm -rf "$prefix" "$log"
 done
 exit "$status"

@@ -26,15 +26,21 @@ bash scripts/install.sh --debug --prefix "$PREFIX"
 
 export DBGBOX_BIN="$PREFIX/bin/dbgbox" DBGBOX_TEST_USER="$TEST_USER"
 export DBGBOX_BASE_IMAGE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}"
+# A hung test ends the run with every thread's stack (scripts/bounded.sh prints them with gdb).
+command -v gdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gdb >/dev/null; }
+
 status=0
 log="$(mktemp /tmp/dbgbox-test-log.XXXXXX)"
-# XCTest only (there are no Swift Testing tests); its output is kept for the summary line.
-swift test --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
+# XCTest only (there are no Swift Testing tests); its output is kept for the summary line. Line
+# buffered, so the log shows how far a run got; bounded in time (DBGBOX_TEST_LIMIT seconds, the
+# build included) so a hang fails the run with a diagnosis.
+bash scripts/bounded.sh "${DBGBOX_TEST_LIMIT:-3000}" "$log" \
+  stdbuf -oL -eL swift test --disable-swift-testing "$@" || status=$?
 rm -rf "$PREFIX"
 # The C and thread tests again under AddressSanitizer and ThreadSanitizer (scripts/sanitizers.sh).
 # A full run does this (CI always); DBGBOX_SANITIZERS=0 or a filter given as arguments skips it.
 if [ "${CI:-}" = true ] || { [ "$#" -eq 0 ] && [ "${DBGBOX_SANITIZERS:-1}" != 0 ]; }; then
-  bash scripts/sanitizers.sh 2>&1 | tee -a "$log" || status=1
+  DBGBOX_RUN_LOG="$log" bash scripts/sanitizers.sh || status=1
 fi
 # One plain closing line: N passed, N failed, counted from XCTest's per-test results (the
 # sanitizer runs' included).

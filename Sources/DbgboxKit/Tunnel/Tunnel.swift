@@ -189,20 +189,28 @@ public final class Tunnel: @unchecked Sendable {
         let carrier: SSHChannel
         let pump: LoginPump
         let nodeSession: NonBlockingSSHSession
+        let coordinator: HandOverCoordinator
         var forwarder: NodeForwarder!
 
-        init(loginSession: NonBlockingSSHSession, carrier: SSHChannel, pump: LoginPump, nodeSession: NonBlockingSSHSession) {
+        init(loginSession: NonBlockingSSHSession, carrier: SSHChannel, pump: LoginPump, nodeSession: NonBlockingSSHSession,
+             coordinator: HandOverCoordinator) {
             self.loginSession = loginSession
             self.carrier = carrier
             self.pump = pump
             self.nodeSession = nodeSession
+            self.coordinator = coordinator
         }
 
         func pumpWakeForStop() { pump.wake.signal() }
     }
 
     private func teardown(_ gen: Generation) {
+        // The login thread may still try a pass of the node hop (it finds it ended and does
+        // nothing, but takes the hop's wake flags under the hop's lock): the disconnect writes
+        // to the node session, so it holds that lock too.
+        gen.coordinator.lock(.node)
         gen.nodeSession.disconnect()
+        gen.coordinator.unlock(.node)
         gen.pump.requestStop()
         gen.pump.join()
         gen.nodeSession.free()
@@ -300,7 +308,8 @@ public final class Tunnel: @unchecked Sendable {
         report(.hopUp(.node, label: node.label, endpoint: node.endpoint))
         setHops(login: true, node: true)
 
-        let gen = Generation(loginSession: loginSession, carrier: carrier, pump: thePump, nodeSession: theNode)
+        let gen = Generation(loginSession: loginSession, carrier: carrier, pump: thePump, nodeSession: theNode,
+                             coordinator: coordinator)
         let openMessage = DirectTCPIP.openMessage(host: config.targetHost, port: UInt32(config.targetPort),
                                                   originatorHost: "127.0.0.1", originatorPort: 0)
         gen.forwarder = NodeForwarder(
