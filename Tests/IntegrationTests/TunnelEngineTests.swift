@@ -35,6 +35,24 @@ final class TunnelEngineTests: TunnelRigTestCase {
         XCTAssertTrue(stats.loginUp && stats.nodeUp)
     }
 
+    // (1a) The node's sshd is asked for TCP_NODELAY on its side of the connection: it sets it
+    // when a session channel runs a command (FlowPolicy.nodeNoDelayCommand), which its log says
+    // at LogLevel VERBOSE. Nothing runs on the login host.
+    func testNodeSshdRunsTheNoDelayCommandAndTheLoginHostNothing() throws {
+        let (tunnel, stop) = try startTunnel(configuration(), delegate: delegate())
+        defer { stop() }
+        try assertEcho(port: tunnel.localPort, payload: Array("hello\n".utf8))
+        let deadline = Date().addingTimeInterval(10)
+        func sessions(_ sshd: TestSSHD) -> Int {
+            let log = (try? String(contentsOfFile: "\(sshd.dir)/sshd.log", encoding: .utf8)) ?? ""
+            return log.components(separatedBy: "Starting session: command for \(IT.testUser)").count - 1
+        }
+        while sessions(node) == 0 && Date() < deadline { usleep(50_000) }
+        XCTAssertEqual(sessions(node), 1, "the node's sshd ran no command session")
+        XCTAssertEqual(sessions(login), 0, "something ran on the login host")
+        try assertEcho(port: tunnel.localPort, payload: Array("still forwarding\n".utf8))
+    }
+
     // (1b) Small messages: the thread that receives one does the other hop's pass itself while
     // that hop's thread sleeps (one wake-up per direction, not two). 200 round trips of 64 bytes
     // make about 400 such passes (one each way); a pass the other thread was busy with is not

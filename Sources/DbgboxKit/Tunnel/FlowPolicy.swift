@@ -42,6 +42,24 @@ enum FlowPolicy {
     /// The packet size of each channel the node session opens (direct-tcpip and session).
     static let channelPacket: UInt32 = 32 << 10
 
+    // MARK: the node's side of the connection
+
+    /// Run once on the node session after each connect (an exec channel beside the forwarding),
+    /// so that the node's sshd sets TCP_NODELAY on its side of the connection. OpenSSH's sshd
+    /// sets it when the first session channel runs a command (`ssh_packet_set_interactive`), and
+    /// never on a connection that carries only direct-tcpip channels, as the tunnel's does.
+    ///
+    /// Without it Nagle held the small last packet of an answer at the node until the login
+    /// host had acknowledged what came before, and Linux delays that acknowledgement up to
+    /// 40 ms on a request/answer connection: a 64 KiB answer through a forwarded port arrives as
+    /// two 32 KiB reads at the node's sshd plus a ~100-byte rest. On the testbed 29% of 2,000
+    /// such round trips stalled ~42 ms (total 1.38x `ssh -L` through `-J`, which stalls the
+    /// same way, 14%); with it none did, and the total fell to 0.21x
+    /// (`BENCH_USER_ONLY=forward scripts/bench.sh --part user`). Captured on the testbed's
+    /// links: the container's sshd and docker-proxy passed each answer on whole; only the node
+    /// sshd's writes to the login host waited.
+    static let nodeNoDelayCommand = "true"
+
     // MARK: queues between the hop threads and towards the sockets
 
     /// What may wait between the two hop threads each way (the node transport's inbox and outbox)

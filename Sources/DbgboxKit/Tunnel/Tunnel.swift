@@ -328,6 +328,11 @@ public final class Tunnel: @unchecked Sendable {
             nextID: { [unowned self] in self.lock.withLock { self.connectionCounter += 1; return self.connectionCounter } })
         // From now on the two hop threads may do each other's passes (see `HandOverCoordinator`).
         coordinator.attach(node: gen.forwarder)
+        // Has the node's sshd set TCP_NODELAY on its side of this connection (`FlowPolicy`
+        // says why). Runs beside the forwarding; if the node refuses it, nothing else changes.
+        if let noDelay = try? NodeChannel(kind: .exec(command: FlowPolicy.nodeNoDelayCommand), wakeEngine: control) {
+            _ = gen.forwarder.submit(noDelay)
+        }
         success = true
         return gen
     }
