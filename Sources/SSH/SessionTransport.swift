@@ -197,7 +197,11 @@ public final class SessionTransport: @unchecked Sendable {
                 return -Int(e)
             }
             if n == 0 { socketError = -1; return 0 }
-            if waitAfterShortRead && n < readAheadSize { emptiedByShortRead = true }
+            if n < readAheadSize {
+                if waitAfterShortRead { emptiedByShortRead = true }
+                // The socket is drained: acknowledge now what it got (see `acknowledgeAtOnce`).
+                SocketIO.acknowledgeAtOnce(fd)
+            }
             aheadStart = 0
             aheadEnd = n
         }

@@ -54,6 +54,21 @@ public enum SocketIO {
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
     }
 
+    /// Sends the acknowledgement the kernel is holding back for `fd` now, and leaves its
+    /// "ping-pong" mode (TCP_QUICKACK; Linux drops it again by itself, so it is set after each
+    /// read that drains the socket).
+    ///
+    /// Why: on a request/answer connection Linux delays ACKs (up to 40 ms) hoping to carry them
+    /// on the next request. The login host's sshd writes to us without TCP_NODELAY, so Nagle
+    /// holds the small last packet of an answer until what came before it is acknowledged: the
+    /// answer waits for our delayed ACK. Acknowledging at once whenever we have read everything
+    /// costs at most one ACK per burst. (The node's sshd, whose ACKs come from the login host,
+    /// is asked for TCP_NODELAY instead: `FlowPolicy.nodeNoDelayCommand`.)
+    @inline(__always)
+    public static func acknowledgeAtOnce(_ fd: Int32) {
+        setInt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, 1)
+    }
+
     public static func setNoDelay(_ fd: Int32) {
         setInt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
     }

@@ -104,6 +104,46 @@ final class TunnelBufferTests: XCTestCase {
         XCTAssertEqual(got, payload)
     }
 
+    // A read that drains the login socket acknowledges at once (TCP_QUICKACK): the login host's
+    // sshd writes without TCP_NODELAY, and the small last packet of an answer waits for our ACK.
+    func testDrainingReadOfATCPSocketAcknowledgesAtOnce() throws {
+        let listener = try SocketIO.listen(address: "127.0.0.1", port: 0)
+        defer { close(listener) }
+        let sender = try SocketIO.connectTCP(host: "127.0.0.1", port: SocketIO.localPort(of: listener), timeout: 5)
+        defer { close(sender) }
+        var accepted: (fd: Int32, peer: String)?
+        for _ in 0..<100 where accepted == nil {
+            accepted = SocketIO.accept(listener)
+            if accepted == nil { usleep(10_000) }
+        }
+        let receiver = try XCTUnwrap(accepted).fd
+        defer { close(receiver) }
+        func quickAck() -> Int32 {
+            var value: Int32 = -1
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(receiver, Int32(IPPROTO_TCP), TCP_QUICKACK, &value, &length)
+            return value
+        }
+        var off: Int32 = 0
+        setsockopt(receiver, Int32(IPPROTO_TCP), TCP_QUICKACK, &off, socklen_t(MemoryLayout<Int32>.size))
+        XCTAssertEqual(quickAck(), 0, "delayed ACKs (ping-pong mode) before the read")
+
+        let transport = SessionTransport(tcpSocket: receiver, outboxHighWater: 512 << 10, readAheadSize: 256 << 10)
+        let payload = [UInt8](repeating: 5, count: 3000)
+        XCTAssertEqual(payload.withUnsafeBytes { send(sender, $0.baseAddress, $0.count, 0) }, 3000)
+        var abstract: UnsafeMutableRawPointer? = Unmanaged.passUnretained(transport).toOpaque()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 16384, alignment: 16)
+        defer { buffer.deallocate() }
+        var n = 0
+        for _ in 0..<100 {
+            n = SessionTransport.recvCallback(receiver, buffer, 16384, 0, &abstract)
+            if n > 0 { break }
+            usleep(10_000)
+        }
+        XCTAssertEqual(n, 3000)
+        XCTAssertEqual(quickAck(), 1, "the read drained the socket: its ACK goes at once")
+    }
+
     // With `waitAfterShortRead` (the login hop's), a recv that emptied the socket is not followed
     // by another (it would say EAGAIN): the transport waits for the owner's poll to say readable.
     func testShortReadWaitsForPollBeforeAskingTheSocketAgain() throws {
