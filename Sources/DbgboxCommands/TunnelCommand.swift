@@ -10,8 +10,9 @@ struct TunnelCommand: DbgboxCommand {
         discussion: """
         Each connection to 127.0.0.1:LOCAL is carried through an SSH session to the login host, a \
         second SSH session to the node inside the first, and a channel from the node to \
-        127.0.0.1:PORT, where the container publishes its sshd. One process, libssh2, no shell on \
-        any hop. HOST may be a Host alias from ~/.ssh/config (HostName, User, Port and IdentityFile \
+        127.0.0.1:PORT, where the container publishes its sshd. One process, libssh2; nothing runs \
+        on the login host, and on the node only `true`, once per connect (it makes the node's sshd \
+        turn Nagle off). HOST may be a Host alias from ~/.ssh/config (HostName, User, Port and IdentityFile \
         are resolved as `ssh -G` does). Host keys are checked on every hop against known_hosts.
         Example: dbgbox tunnel --login alice@login.cluster --node gpu07 --port 2201
         """)
