@@ -26,7 +26,7 @@ for san in address thread; do
   echo "sanitizers: $san: building and running $FILTER" >&2
   # Bounded in time, line buffered, output to a file (see scripts/bounded.sh).
   ASAN_OPTIONS=detect_leaks=0 DBGBOX_SANITIZER="$san" DBGBOX_BIN="$prefix/bin/dbgbox" \
-    bash scripts/bounded.sh "${DBGBOX_SANITIZER_LIMIT:-1200}" "$log" \
+    bash scripts/bounded.sh "${DBGBOX_SANITIZER_LIMIT:-900}" "$log" \
     stdbuf -oL -eL swift test --disable-swift-testing --scratch-path "$scratch" "${flags[@]}" --filter "$FILTER" || status=1
   if grep -qE "ERROR: AddressSanitizer|WARNING: ThreadSanitizer|ERROR: ThreadSanitizer" "$log"; then
     echo "sanitizers: $san: REPORTED (see above)"

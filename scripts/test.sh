@@ -36,7 +36,7 @@ log="$(mktemp /tmp/dbgbox-test-log.XXXXXX)"
 # XCTest only (there are no Swift Testing tests); its output is kept for the summary line. Line
 # buffered, so the log shows how far a run got; bounded in time (DBGBOX_TEST_LIMIT seconds, the
 # build included) so a hang fails the run with a diagnosis.
-bash scripts/bounded.sh "${DBGBOX_TEST_LIMIT:-3000}" "$log" \
+bash scripts/bounded.sh "${DBGBOX_TEST_LIMIT:-2100}" "$log" \
   stdbuf -oL -eL swift test --disable-swift-testing "$@" || status=$?
 rm -rf "$PREFIX"
 # The C and thread tests again under AddressSanitizer and ThreadSanitizer (scripts/sanitizers.sh).
