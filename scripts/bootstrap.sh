@@ -7,8 +7,9 @@ set -euo pipefail
 
 BASE_IMAGE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}"
 SUITE="${DBGBOX_BASE_SUITE:-bookworm}"
+# gdb: the thread stacks of a hung test run (scripts/bounded.sh).
 PACKAGES=(libssh2-1-dev openssh-client openssh-server docker.io debootstrap iproute2 iptables procps psmisc util-linux python3-minimal
-  slurmctld slurmd slurm-client munge)
+  slurmctld slurmd slurm-client munge gdb)
 
 # The Debian mirror this machine's apt already uses (deb822 or one-line sources).
 apt_mirror() {

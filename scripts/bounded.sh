@@ -75,8 +75,7 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 wait "$pid" 2>/dev/null
 rc=$?
-sleep 0.5
-kill "$tailer" 2>/dev/null
+# tail --pid ends by itself once the command is gone, after showing the rest of the log.
 wait "$tailer" 2>/dev/null
 if [ "$status" = 124 ]; then
   echo "bounded: stopped '$*' after ${limit} s (see the stacks above)"

@@ -26,11 +26,6 @@ bash scripts/install.sh --debug --prefix "$PREFIX"
 
 export DBGBOX_BIN="$PREFIX/bin/dbgbox" DBGBOX_TEST_USER="$TEST_USER"
 export DBGBOX_BASE_IMAGE="${DBGBOX_BASE_IMAGE:-dbgbox-base/debian:bookworm}"
-# A hung test ends the run with every thread's stack (scripts/bounded.sh prints them with gdb).
-# Without gdb it shows each thread's name and wait channel instead, so a failed install is no failure.
-command -v gdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gdb >/dev/null; } \
-  || echo "test: gdb could not be installed: a hung run will show thread names, not stacks" >&2
-
 status=0
 log="$(mktemp /tmp/dbgbox-test-log.XXXXXX)"
 # XCTest only (there are no Swift Testing tests); its output is kept for the summary line. Line
