@@ -96,7 +96,9 @@ mkdir -p /run/lock
 exec 9>>/run/lock/dbgbox-testbed.lock
 flock 9
 
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$1"; }
+# The file `ip netns add` creates (and refuses to create again): the same test it makes. (A listing
+# piped into grep -q once said "absent" for a namespace whose file was there, and the add failed.)
+ns_exists() { [ -e "/run/netns/$1" ]; }
 in_ns() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
 link_exists() { # [ns] ifname
   if [ -n "$1" ]; then in_ns "$1" ip link show dev "$2" >/dev/null 2>&1; else ip link show dev "$2" >/dev/null 2>&1; fi
